@@ -1,0 +1,187 @@
+"""The Simulator: a world of simulated NPUs that torch_npu-style calls run on.
+
+What is modelled: the host's view of one or more Ascend devices (one per rank) -- which device and
+stream are current, what work is queued where, and, when asked, the timing of that work. Calls
+through ``ascend_sim.torch_npu`` compute their numbers at once (unless ``mode="meta"``) and queue a
+task; ``synchronize()`` hands every queued task to the engine, which simulates it; ``report()``
+returns the per-op rows.
+
+Usage::
+
+    with ascend_sim.Simulator(chip="Ascend910B2") as sim:
+        y = torch_npu.npu_format_cast(x, 29)
+        print(sim.report().ops)
+
+Outside any ``with``, a default Simulator on Ascend910B2 serves. The current simulator and the
+current device are context variables, so ranks run by ``spmd`` each see their own device.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Any, Callable
+
+from ..hw import ChipSpec, get_chip
+from ..timeline import OpRecord, Timeline
+from .device import Device
+from .report import Report
+from .stream import Event, Stream, Task
+
+MODES = ("full", "meta")
+
+_current_sim: contextvars.ContextVar["Simulator | None"] = contextvars.ContextVar("ascend_sim_current", default=None)
+_default_sim: "Simulator | None" = None
+
+
+def current_simulator() -> "Simulator":
+    """The simulator that ``ascend_sim.torch_npu`` calls run on now."""
+    global _default_sim
+    sim = _current_sim.get()
+    if sim is not None:
+        return sim
+    if _default_sim is None:
+        _default_sim = Simulator()
+    return _default_sim
+
+
+def reset_default_simulator() -> None:
+    """Drop the default simulator (its queued work and memory)."""
+    global _default_sim
+    _default_sim = None
+
+
+class Simulator:
+    """One or more simulated devices of one chip type, and their queued work.
+
+    Args:
+        chip: a preset name (see ``ascend_sim.hw.list_chips()``), a ChipSpec or a TOML path.
+        world_size: number of ranks (devices).
+        mode: "full" computes numbers; "meta" keeps shapes, dtypes, formats and time only.
+    """
+
+    def __init__(self, chip: "str | ChipSpec" = "Ascend910B2", world_size: int = 1, mode: str = "full"):
+        self.chip = get_chip(chip)
+        if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+            raise ValueError(f"Simulator: world_size must be a positive integer, got {world_size!r}")
+        if mode not in MODES:
+            raise ValueError(f"Simulator: mode must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.world_size = world_size
+        self.devices = [Device(self, r, self.chip) for r in range(world_size)]
+        self._dev_var: contextvars.ContextVar[int] = contextvars.ContextVar(f"ascend_sim_dev_{id(self)}", default=0)
+        self.deterministic = False
+        self._records: list[OpRecord] = []
+        self._timeline = Timeline(chip=self.chip.name)
+        self._tokens: list[contextvars.Token] = []
+        self._engine = None
+
+    # ----- context -----
+    def __enter__(self) -> "Simulator":
+        self._tokens.append(_current_sim.set(self))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _current_sim.reset(self._tokens.pop())
+
+    @property
+    def is_meta(self) -> bool:
+        return self.mode == "meta"
+
+    @contextlib.contextmanager
+    def device(self, rank: int):
+        """Make ``rank``'s device current inside the block."""
+        dev = self.get_device(rank)
+        token = self._dev_var.set(dev.index)
+        try:
+            yield dev
+        finally:
+            self._dev_var.reset(token)
+
+    def get_device(self, rank: int) -> Device:
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < self.world_size:
+            raise ValueError(f"device: rank must be an integer in [0, {self.world_size}), got {rank!r}")
+        return self.devices[rank]
+
+    @property
+    def current_device(self) -> Device:
+        return self.devices[self._dev_var.get()]
+
+    @property
+    def current_stream(self) -> Stream:
+        return self.current_device.current_stream
+
+    def new_stream(self, name: str | None = None, priority: int = 0, device: int | None = None) -> Stream:
+        dev = self.current_device if device is None else self.get_device(device)
+        return dev.new_stream(name, priority)
+
+    def stream(self, stream: Stream):
+        """``with sim.stream(s):`` makes ``s`` the current stream of its device."""
+        return stream.device.use_stream(stream)
+
+    Event = Event
+
+    # ----- ranks -----
+    def spmd(self, fn: Callable[[int], Any]) -> list[Any]:
+        """Run ``fn(rank)`` for every rank with that rank's device current; returns the results.
+
+        Ranks run one after another on the host; their device work is simulated together at
+        ``synchronize()``, so it overlaps in simulated time as it would on the cluster.
+        """
+        results = []
+        for rank in range(self.world_size):
+            with self.device(rank):
+                results.append(fn(rank))
+        return results
+
+    # ----- work -----
+    def submit(self, task: Task) -> Task:
+        return task.stream.device.submit(task)
+
+    def synchronize(self) -> None:
+        """Simulate every queued task on every device."""
+        pending = [t for d in self.devices for s in d.streams for t in s.pending()]
+        if not pending:
+            return
+        records = self._run(pending)
+        self._records.extend(records)
+        for d in self.devices:
+            for s in d.streams:
+                s.completed = s.queued
+            d.after_run()
+
+    def _run(self, tasks: list[Task]) -> list[OpRecord]:
+        records = []
+        for t in tasks:
+            if t.kind in ("event_record", "event_wait"):
+                t.record = OpRecord(t.name, t.stream.device.index, t.stream.name, task_id=t.id)
+                continue
+            rec = OpRecord(
+                name=t.name, device=t.stream.device.index, stream=t.stream.name, task_id=t.id,
+                input_shapes=[list(m.shape) for m in t.inputs],
+                input_dtypes=[m.dtype.name for m in t.inputs],
+                input_formats=[m.format.name for m in t.inputs],
+                output_shapes=[list(m.shape) for m in t.outputs],
+                output_dtypes=[m.dtype.name for m in t.outputs],
+                output_formats=[m.format.name for m in t.outputs],
+                attrs=dict(t.attrs),
+            )
+            t.record = rec
+            records.append(rec)
+        return records
+
+    def report(self) -> Report:
+        """Synchronize, then return every op simulated so far."""
+        self.synchronize()
+        return Report(list(self._records), self.chip, self._timeline)
+
+    # ----- runtime state -----
+    def memory_stats(self, device: int | None = None) -> dict[str, int]:
+        dev = self.current_device if device is None else self.get_device(device)
+        return dev.memory_stats()
+
+    def empty_cache(self) -> None:
+        for d in self.devices:
+            d.allocator.empty_cache()
+
+    def __repr__(self) -> str:
+        return f"Simulator(chip={self.chip.name!r}, world_size={self.world_size}, mode={self.mode!r})"

@@ -1,0 +1,173 @@
+"""The front door's one code path: bind, check the chip, convert, run the op, queue its task.
+
+Every public function of ``ascend_sim.torch_npu`` is made from its :class:`ApiEntry` by
+:func:`make_api_function`: it has the documented signature (``help()`` and ``inspect`` show it),
+accepts the documented and the schema's keyword names, and calls :func:`call`.
+
+``call`` runs, in order: bind the arguments; check the op's products against the chip; turn
+numpy/torch inputs into NPUTensors on the current device; ``infer`` (all checks, before any work);
+``compute`` (full mode only); allocate outputs (HBM accounting) or write in place; ``plan`` and
+queue a Task on the current stream; update the overflow flag; hand back NPUTensors or, if any
+input was a torch tensor, torch tensors.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import dtypes as D
+from .. import ops as _ops
+from ..runtime import Task, current_simulator
+from ..tensor import NPUTensor
+from . import _interop
+from ._api_table import API_TABLE, ApiEntry
+
+FAMILY_PRODUCT = {"A2": "A2", "A3": "A3", "910": "910", "310P": "310P", "950": "950"}
+
+# Host-side functions (need the runtime, so they live in the front door, not in ops/).
+HOST_FUNCTIONS: dict[str, Callable] = {}
+
+
+def host_function(name: str):
+    def deco(fn):
+        HOST_FUNCTIONS[name] = fn
+        return fn
+    return deco
+
+
+def not_implemented() -> list[str]:
+    """Names of the API functions that are not built yet (this list can only shrink)."""
+    return sorted(e.name for e in API_TABLE
+                  if e.name not in HOST_FUNCTIONS and _ops.get_op(e.name) is None)
+
+
+def make_api_function(entry: ApiEntry) -> Callable:
+    ns: dict[str, Any] = {}
+    exec(f"def _sig({entry.params}): pass", ns)
+    sig = inspect.signature(ns["_sig"])
+    aliases = dict(entry.aliases)
+
+    def api(*args, **kwargs):
+        for alt, canon in aliases.items():
+            if alt in kwargs:
+                if canon in kwargs:
+                    raise TypeError(f"{entry.name}: got both '{alt}' and '{canon}' (the same argument)")
+                kwargs[canon] = kwargs.pop(alt)
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{entry.name}{sig}: {e}") from None
+        bound.apply_defaults()
+        return call(entry, dict(bound.arguments))
+
+    api.__name__ = entry.name
+    api.__qualname__ = entry.name
+    api.__signature__ = sig
+    api.__doc__ = (f"torch_npu.{entry.qualname}{sig} -> {entry.returns}\n\n{entry.summary}\n\n"
+                   f"Products: {', '.join(entry.products)}. Category: {entry.category}.")
+    api.__module__ = "ascend_sim.torch_npu"
+    return api
+
+
+def check_product(entry: ApiEntry, chip) -> None:
+    if FAMILY_PRODUCT.get(chip.family) not in entry.products:
+        raise ValueError(f"{entry.name} is not supported on {chip.name} (product family {chip.family}); "
+                         f"its documentation lists: {', '.join(entry.products)}")
+
+
+def call(entry: ApiEntry, arguments: dict[str, Any]) -> Any:
+    sim = current_simulator()
+    check_product(entry, sim.chip)
+    host = HOST_FUNCTIONS.get(entry.name)
+    op = None if host is not None else _ops.get_op(entry.name)
+    if host is None and op is None:
+        raise NotImplementedError(f"torch_npu.{entry.qualname} is not built yet in ascend-sim")
+    dev = sim.current_device
+    as_torch = any(_interop.is_torch_tensor(v) or
+                   (isinstance(v, (list, tuple)) and any(_interop.is_torch_tensor(x) for x in v))
+                   for v in arguments.values())
+    if host is not None:
+        result = host(sim, dev, _ops.Args(arguments), as_torch)
+        return result
+    a = _ops.Args({k: _convert(v, dev, sim.is_meta) for k, v in arguments.items()})
+    outputs = run_op(sim, dev, op, a)
+    return _package(entry, outputs, as_torch)
+
+
+def _convert(v: Any, dev, meta: bool) -> Any:
+    if isinstance(v, NPUTensor):
+        return v
+    if isinstance(v, np.ndarray) or _interop.is_torch_tensor(v):
+        return _interop.to_npu(v, dev, meta)
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (np.ndarray, NPUTensor)) or
+                                                 _interop.is_torch_tensor(x) for x in v):
+        return type(v)(_interop.to_npu(x, dev, meta) for x in v)
+    return v
+
+
+def run_op(sim, dev, op: _ops.Op, a: _ops.Args) -> tuple[NPUTensor, ...]:
+    """infer -> compute -> allocate/write -> plan -> queue. Returns the output tensors."""
+    metas = tuple(op.infer(a, sim.chip))
+    work = op.device_work(a)
+    inplace = op.inplace_target(a)
+    datas = None if sim.is_meta or not work and inplace else tuple(op.compute(a, metas))
+    if inplace is not None:
+        target: NPUTensor = a[inplace]
+        if metas[0] != target.meta:
+            if metas[0].nbytes == target.meta.nbytes:
+                target._set_meta(metas[0])       # same storage size: relabel in place
+            else:
+                dev.reallocate(target, metas[0])
+        if datas is not None:
+            target._data = np.ascontiguousarray(datas[0]) if target.data is None or \
+                target.data.shape != datas[0].shape else _write(target.data, datas[0])
+        outputs = (target,)
+    else:
+        outputs = tuple(dev.new_tensor(m, None if datas is None else np.ascontiguousarray(d))
+                        for m, d in zip(metas, datas or (None,) * len(metas)))
+    if work:
+        plan = op.plan(a, metas, sim.chip)
+        inputs = tuple(v.meta for v in a.values() if isinstance(v, NPUTensor))
+        sim.submit(Task(op.name, "kernel" if plan is not None else "host", dev.current_stream, plan=plan,
+                        inputs=inputs, outputs=metas, attrs=op.attrs(a)))
+    if datas is not None and not dev.float_status:
+        dev.float_status = overflowed([v for v in a.values() if isinstance(v, NPUTensor)], datas)
+    return outputs
+
+
+def _write(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    dst[...] = src
+    return dst
+
+
+def overflowed(inputs: list[NPUTensor], outputs) -> bool:
+    """The hardware flag: an op turned finite float inputs into inf/NaN."""
+    if not any(_nonfinite(o) for o in outputs):
+        return False
+    return not any(t.data is not None and _nonfinite(t.data) for t in inputs)
+
+
+_LOW_FLOATS = {D.bfloat16.np_dtype, D.float8_e4m3fn.np_dtype, D.float8_e5m2.np_dtype}
+
+
+def _nonfinite(a: np.ndarray) -> bool:
+    if not isinstance(a, np.ndarray) or a.size == 0:
+        return False
+    if a.dtype.kind == "f":
+        return not np.isfinite(a).all()
+    if a.dtype in _LOW_FLOATS:
+        return not np.isfinite(a.astype(np.float32)).all()
+    return False
+
+
+def _package(entry: ApiEntry, outputs: tuple[NPUTensor, ...], as_torch: bool) -> Any:
+    outs = tuple(_interop.from_npu(t, as_torch) for t in outputs)
+    if entry.returns == "None":
+        return None
+    if entry.returns.startswith("list"):
+        return list(outs)
+    if entry.returns.startswith("tuple"):
+        return outs
+    return outs[0]

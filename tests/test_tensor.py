@@ -1,0 +1,41 @@
+"""NPUTensor: metadata, data, storage layout."""
+import numpy as np
+import pytest
+
+from ascend_sim.formats import Format
+from ascend_sim.tensor import NPUTensor, TensorMeta
+
+
+def test_logical_and_storage_views():
+    data = np.arange(100 * 30, dtype=np.float16).reshape(1, 100, 30)
+    t = NPUTensor(data.shape, "float16", Format.FRACTAL_NZ, data=data)
+    assert t.shape == (1, 100, 30) and t.npu_format == 29
+    assert t.storage_shape == (1, 2, 112, 16)
+    assert t.nbytes == 2 * 112 * 16 * 2
+    st = t.storage()
+    # element (m, n) lives in column block n // 16, row m, lane n % 16
+    assert st[0, 1, 99, 13] == data[0, 99, 16 + 13]
+    assert st[0, 1, 99, 14] == 0 and st[0, 0, 100, 0] == 0       # padding
+    assert np.array_equal(np.asarray(t), data)
+
+
+def test_meta_tensor_has_no_numbers():
+    t = NPUTensor((4, 4), "bfloat16")
+    assert t.is_meta and t.nbytes == 32
+    with pytest.raises(RuntimeError, match="meta mode"):
+        t.numpy()
+
+
+def test_data_must_match_the_description():
+    with pytest.raises(ValueError, match="does not match shape"):
+        NPUTensor((2, 2), "float32", data=np.zeros((2, 3), np.float32))
+    with pytest.raises(TypeError, match="does not match float16"):
+        NPUTensor((2, 2), "float16", data=np.zeros((2, 2), np.float32))
+    with pytest.raises(ValueError, match="NC1HWC0"):
+        NPUTensor((2, 2, 2), "float16", Format.NC1HWC0)
+
+
+def test_tensor_meta_sizes_include_padding():
+    m = TensorMeta((2, 20, 7, 7), __import__("ascend_sim").dtypes.float16, Format.NC1HWC0)
+    assert m.storage_shape == (2, 2, 7, 7, 16)
+    assert m.nbytes == 2 * 2 * 7 * 7 * 16 * 2
