@@ -146,6 +146,16 @@ class ChipSpec:
                              f"{', '.join(self.cube.macs_per_cycle)}")
         return self.cores.aic * self.cores.aic_mhz * 1e6 * macs * 2 / 1e12
 
+    def cube_fractal(self, dtype) -> tuple[int, int, int]:
+        """(m0, k0, n0) of the cube's fractal for an input dtype: k0 is one 32-byte block of it
+        (16 fp16/bf16, 8 fp32, 32 int8, 64 int4; HARDWARE.md 2.2)."""
+        from ..dtypes import get_dtype
+        d = get_dtype(dtype)
+        if d.name not in self.cube.macs_per_cycle:
+            raise ValueError(f"{self.name}: the cube has no {d.name} mode; it has: "
+                             f"{', '.join(self.cube.macs_per_cycle)}")
+        return (self.cube.m0, d.c0, self.cube.n0)
+
     def cube_k_per_cycle(self, dtype: str) -> float:
         return self.cube.macs_per_cycle[dtype] / (self.cube.m0 * self.cube.n0)
 

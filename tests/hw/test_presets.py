@@ -148,3 +148,12 @@ def test_toml_with_unknown_field_is_rejected(tmp_path):
 def test_specs_are_immutable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         get_chip("Ascend910B2").name = "x"
+
+
+def test_cube_fractal_per_dtype():
+    c = get_chip("Ascend910B2")   # HARDWARE.md 2.2: fp16 16x16x16, int8 16x32x16, int4 16x64x16, fp32 16x8x16
+    assert c.cube_fractal("float16") == (16, 16, 16)
+    assert c.cube_fractal("int8") == (16, 32, 16)
+    assert c.cube_fractal("int4") == (16, 64, 16)
+    assert c.cube_fractal("float32") == (16, 8, 16)
+    assert c.cube_k_per_cycle("float32") == 4 and c.cube_k_per_cycle("int8") == 32
