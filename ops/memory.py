@@ -25,6 +25,8 @@ from ascend_sim import formats as F
 from ascend_sim.tensor import TensorMeta
 
 from .base import Args, Op
+from .templates.elementwise import Operand, VectorStep, elementwise_plan
+from .templates.transdata import transdata_plan
 
 BASE_FORMATS = (F.Format.ND, F.Format.NCHW, F.Format.NHWC, F.Format.NCDHW)
 
@@ -68,6 +70,10 @@ class NpuFormatCast(Op):
 
     def inplace_target(self, a: Args) -> str | None:
         return "input" if self.inplace or self.mode(a) != "transdata" else None
+
+    def plan(self, a: Args, outs, chip):
+        dst = "input" if self.inplace else "out0"
+        return transdata_plan(a.input.meta, outs[0], chip, name=self.name, src_name="input", dst_name=dst)
 
     def device_work(self, a: Args) -> bool:
         return self.mode(a) == "transdata"
@@ -124,6 +130,11 @@ class CopyMemory(Op):
         storage = dst_flat.reshape(dst.storage_shape)
         return (F.from_storage(storage, dst.format, dst.shape, dst.dtype),)
 
+    def plan(self, a: Args, outs, chip):
+        n, _ = self.counts(a)
+        item = a.self.dtype.itemsize
+        return elementwise_plan(self.name, chip, n, [Operand("src", item)], [Operand("self", item)], [])
+
 
 class NpuDtypeCast(Op):
     name = "npu_dtype_cast"
@@ -157,6 +168,13 @@ class NpuDtypeCast(Op):
         data = D.unpack_int4(x.data) if src_dtype is D.int4 and x.dtype is D.int32 else x.data
         return (D.cast(data, outs[0].dtype),)
 
+    def plan(self, a: Args, outs, chip):
+        src_dtype, _ = self.source(a)
+        n = math.prod(outs[0].storage_shape)
+        wide = src_dtype if src_dtype.bits >= outs[0].dtype.bits else outs[0].dtype
+        return elementwise_plan(self.name, chip, n, [Operand("input", src_dtype.itemsize)],
+                                [Operand("out0", outs[0].dtype.itemsize)], [VectorStep("unary", wide.name)])
+
     def attrs(self, a: Args) -> dict:
         return {"dst_dtype": self.dtype_arg(a, "dtype").name}
 
@@ -171,6 +189,11 @@ class One(Op):
 
     def compute(self, a: Args, outs):
         return (np.ones(a.self.shape, dtype=a.self.dtype.np_dtype),)
+
+    def plan(self, a: Args, outs, chip):
+        t = a.self
+        return elementwise_plan(self.name, chip, math.prod(t.storage_shape), [], [Operand("self", t.dtype.itemsize)],
+                                [VectorStep("unary", t.dtype.name)])
 
 
 OPS = (NpuFormatCast(), NpuFormatCastInplace(), CopyMemory(), NpuDtypeCast(), One())

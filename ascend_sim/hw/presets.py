@@ -50,6 +50,7 @@ _VECTOR_DAV2201 = Vector(
 _PATHS_DAV2201 = {
     # GM-sourced paths: rate per core; the memory latency is added by the L2/HBM model.
     "gm_to_l1": Path(256, 0),
+    "gm_to_l1_nd2nz": Path(193, 0),
     "gm_to_ub": Path(128, 0),
     "gm_to_l0a": Path(128, 0),
     "gm_to_l0b": Path(128, 0),
@@ -92,6 +93,7 @@ _SOURCES_DAV2201 = {
     "buffers.fb": "INI FB0..FB3 = 2048 + 1024 + 2048 + 2048 B",
     "buffers.align": "ASCDOC atlas_ascendc_10_0011 / B1DOC: L1 32 B, L0A/L0B 512 B, L0C 64 B, UB 32 B, BT/FB 64 B",
     "paths.gm_to_l1": "MSKPP arch_info theoretical 256 B/cycle; latency from the memory model (SIMCFG/PYPTO)",
+    "paths.gm_to_l1_nd2nz": "MSKPP measured GM->L1 ~204 GB/s with ND2NZ vs ~270 GB/s plain: 256 x 204/270 = 193 B/cycle",
     "paths.gm_to_ub": "MSKPP arch_info theoretical 128 B/cycle; latency from the memory model",
     "paths.gm_to_l0a": "MSKPP arch_info theoretical 128 B/cycle",
     "paths.gm_to_l0b": "MSKPP arch_info theoretical 128 B/cycle",
@@ -119,6 +121,7 @@ _SOURCES_DAV2201 = {
     "runtime.block_dispatch_cycles": "PYPTO PostSimulatorA2A3: scheduling 200 cycles per task",
     "runtime.aicpu_task_us": "PYPTO: AICPU completion 240 + scheduling 200 cycles at 1.8 GHz = 0.24 us",
     "runtime.event_ids": "ASCDOC atlasascendc_api_07_0270: event ids 0-7 on A2/A3",
+    "runtime.cross_core_flag_ids": "PTO-DSL flash_attention README: 16 cross-core flag ids (CrossCoreSetFlag)",
     "runtime.npus_per_server": "Atlas 800T A2: 8 NPUs, HCCS full mesh (HARDWARE.md 1.4)",
     "links.hccs": "8-NPU HCCS full mesh, 7 peers; 56 GB/s per link (meemx blog folk value, HARDWARE.md 1.4; "
                   "no official figure); latency not published: 2 us assumed per transfer step",
@@ -144,7 +147,7 @@ ASCEND910B1 = ChipSpec(
                   hbm_bytes=64 * GiB, hbm_bandwidth_GBps=1600, burst_bytes=512, block_bytes=32,
                   alloc_alignment=512, alloc_pad_bytes=32),
     runtime=Runtime(kernel_launch_us=20.0, block_dispatch_cycles=200, aicpu_task_us=0.24, event_ids=8,
-                    npus_per_server=8),
+                    cross_core_flag_ids=16, npus_per_server=8),
     links={"hccs": Link(bandwidth_GBps=56, latency_us=2.0, count=7),
            "roce": Link(bandwidth_GBps=20, latency_us=5.0, count=1)},
     sources={
@@ -229,7 +232,7 @@ ASCEND910A = _derive(
     memory__l2_bytes=32 * MiB, memory__hbm_bytes=32 * GiB, memory__hbm_bandwidth_GBps=1200,
     memory__l2_bandwidth_GBps=110 * 32 * 1000 / 1000,
     runtime=Runtime(kernel_launch_us=20.0, block_dispatch_cycles=200, aicpu_task_us=0.44, event_ids=4,
-                    npus_per_server=8),
+                    cross_core_flag_ids=16, npus_per_server=8),
     links={"hccs": Link(bandwidth_GBps=30, latency_us=2.0, count=3),
            "roce": Link(bandwidth_GBps=12.5, latency_us=5.0, count=2)},
     sources={
@@ -263,7 +266,7 @@ ASCEND310P3 = _derive(
     memory__l2_bytes=16 * MiB, memory__hbm_bytes=24_000_000_000, memory__hbm_bandwidth_GBps=204,
     memory__l2_bandwidth_GBps=round(114 * 8 * 1.06, 1),
     runtime=Runtime(kernel_launch_us=20.0, block_dispatch_cycles=200, aicpu_task_us=0.44, event_ids=8,
-                    npus_per_server=8),
+                    cross_core_flag_ids=16, npus_per_server=8),
     links={"pcie": Link(bandwidth_GBps=27.2, latency_us=5.0, count=1)},
     sources={
         "cores": "INI Ascend310P3: 8 AI Cores (cube 1060 MHz), 7 vector cores (1000 MHz), ai_cpu_cnt 16",

@@ -115,6 +115,7 @@ class Runtime:
     block_dispatch_cycles: float  # device-side start of one block on a core
     aicpu_task_us: float        # AI CPU task start + completion
     event_ids: int              # set_flag/wait_flag event ids per pipe pair
+    cross_core_flag_ids: int    # AIC <-> AIV flag ids
     npus_per_server: int
 
 

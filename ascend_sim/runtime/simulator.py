@@ -57,15 +57,21 @@ class Simulator:
         chip: a preset name (see ``ascend_sim.hw.list_chips()``), a ChipSpec or a TOML path.
         world_size: number of ranks (devices).
         mode: "full" computes numbers; "meta" keeps shapes, dtypes, formats and time only.
+        trace: timeline detail kept: "pipe" (every instruction on every pipe), "core" (block spans
+            per core) or "ops" (op spans only: the fastest, for big models).
     """
 
-    def __init__(self, chip: "str | ChipSpec" = "Ascend910B2", world_size: int = 1, mode: str = "full"):
+    def __init__(self, chip: "str | ChipSpec" = "Ascend910B2", world_size: int = 1, mode: str = "full",
+                 trace: str = "pipe"):
         self.chip = get_chip(chip)
         if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
             raise ValueError(f"Simulator: world_size must be a positive integer, got {world_size!r}")
         if mode not in MODES:
             raise ValueError(f"Simulator: mode must be one of {MODES}, got {mode!r}")
+        if trace not in ("ops", "core", "pipe"):
+            raise ValueError(f"Simulator: trace must be 'ops', 'core' or 'pipe', got {trace!r}")
         self.mode = mode
+        self.trace = trace
         self.world_size = world_size
         self.devices = [Device(self, r, self.chip) for r in range(world_size)]
         self._dev_var: contextvars.ContextVar[int] = contextvars.ContextVar(f"ascend_sim_dev_{id(self)}", default=0)
@@ -144,30 +150,23 @@ class Simulator:
             return
         records = self._run(pending)
         self._records.extend(records)
+        self._timeline = self.engine.timeline
         for d in self.devices:
             for s in d.streams:
                 s.completed = s.queued
             d.after_run()
 
+    @property
+    def engine(self):
+        """The timing engine (made on first use, kept for the simulator's life: time runs on)."""
+        if self._engine is None:
+            from ..engine import Engine
+            self._engine = Engine(self.chip, self.world_size, trace=self.trace)
+            self._timeline = self._engine.timeline
+        return self._engine
+
     def _run(self, tasks: list[Task]) -> list[OpRecord]:
-        records = []
-        for t in tasks:
-            if t.kind in ("event_record", "event_wait"):
-                t.record = OpRecord(t.name, t.stream.device.index, t.stream.name, task_id=t.id)
-                continue
-            rec = OpRecord(
-                name=t.name, device=t.stream.device.index, stream=t.stream.name, task_id=t.id,
-                input_shapes=[list(m.shape) for m in t.inputs],
-                input_dtypes=[m.dtype.name for m in t.inputs],
-                input_formats=[m.format.name for m in t.inputs],
-                output_shapes=[list(m.shape) for m in t.outputs],
-                output_dtypes=[m.dtype.name for m in t.outputs],
-                output_formats=[m.format.name for m in t.outputs],
-                attrs=dict(t.attrs),
-            )
-            t.record = rec
-            records.append(rec)
-        return records
+        return self.engine.run(tasks)
 
     def report(self) -> Report:
         """Synchronize, then return every op simulated so far."""

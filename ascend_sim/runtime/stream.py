@@ -34,6 +34,7 @@ class Task:
     inputs: tuple = ()                # TensorMeta of the inputs (for reports)
     outputs: tuple = ()
     attrs: dict = field(default_factory=dict)
+    addresses: dict = field(default_factory=dict)   # plan tensor name -> HBM address
     event: "Event | None" = None
     wait_for: "Task | None" = None    # event_wait: the record task it waits for
     id: int = field(default_factory=lambda: next(_task_ids))

@@ -131,10 +131,26 @@ def run_op(sim, dev, op: _ops.Op, a: _ops.Args) -> tuple[NPUTensor, ...]:
         plan = op.plan(a, metas, sim.chip)
         inputs = tuple(v.meta for v in a.values() if isinstance(v, NPUTensor))
         sim.submit(Task(op.name, "kernel" if plan is not None else "host", dev.current_stream, plan=plan,
-                        inputs=inputs, outputs=metas, attrs=op.attrs(a)))
+                        inputs=inputs, outputs=metas, attrs=op.attrs(a), addresses=addresses(a, outputs)))
     if datas is not None and not dev.float_status:
         dev.float_status = overflowed([v for v in a.values() if isinstance(v, NPUTensor)], datas)
     return outputs
+
+
+def addresses(a: _ops.Args, outputs) -> dict[str, int]:
+    """HBM addresses of a call's tensors by the names plans use: argument names, ``name[i]`` for
+    tensor lists, ``out0``, ``out1``... for outputs."""
+    out: dict[str, int] = {}
+    for k, v in a.items():
+        if isinstance(v, NPUTensor):
+            out[k] = v.address
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                if isinstance(x, NPUTensor):
+                    out[f"{k}[{i}]"] = x.address
+    for i, t in enumerate(outputs):
+        out[f"out{i}"] = t.address
+    return out
 
 
 def _write(dst: np.ndarray, src: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import dtypes as D
 from .. import formats as F
+from ..ops.templates.elementwise import Operand, VectorStep, elementwise_plan
 from ..runtime import Stream, Task
 from ..tensor import NPUTensor, TensorMeta
 from . import _interop
@@ -63,8 +64,12 @@ def _device(name: str, sim, device):
     raise ValueError(f"{name}: argument 'device' must be None, an int, 'npu' or 'npu:<rank>', got {device!r}")
 
 
-def _queue(sim, dev, name: str, inputs=(), outputs=()) -> None:
-    sim.submit(Task(name, "host", dev.current_stream, inputs=tuple(inputs), outputs=tuple(outputs)))
+def _queue(sim, dev, name: str, inputs=(), outputs=(), out: NPUTensor | None = None) -> None:
+    """Queue the small AIV kernel that reads or writes the 8-element status tensor ``out``."""
+    plan = elementwise_plan(name, sim.chip, STATUS_ELEMENTS, [], [Operand("out0", out.dtype.itemsize)],
+                            [VectorStep("unary", out.dtype.name)])
+    sim.submit(Task(name, "kernel", dev.current_stream, plan=plan, inputs=tuple(inputs), outputs=tuple(outputs),
+                    addresses={"out0": out.address}))
 
 
 @host_function("empty_with_format")
@@ -140,7 +145,7 @@ def _mode(name: str, mode) -> int:
 def npu_alloc_float_status(sim, dev, a, as_torch):
     x = _tensor_arg("npu_alloc_float_status", "input", a.input, dev, sim)
     out = _status_tensor(sim, dev, D.float32, 0.0)
-    _queue(sim, dev, "npu_alloc_float_status", [x.meta], [out.meta])
+    _queue(sim, dev, "npu_alloc_float_status", [x.meta], [out.meta], out)
     return _interop.from_npu(out, as_torch)
 
 
@@ -159,7 +164,7 @@ def npu_get_float_status(sim, dev, a, as_torch):
         out = buf
     else:
         out = _status_tensor(sim, dev, D.int32, flag)
-    _queue(sim, dev, name, [buf.meta], [out.meta])
+    _queue(sim, dev, name, [buf.meta], [out.meta], out)
     return _interop.from_npu(out, as_torch)
 
 
@@ -170,7 +175,7 @@ def npu_clear_float_status(sim, dev, a, as_torch):
     _mode(name, a.mode)
     dev.float_status = False
     out = _status_tensor(sim, dev, buf.dtype, 0.0)
-    _queue(sim, dev, name, [buf.meta], [out.meta])
+    _queue(sim, dev, name, [buf.meta], [out.meta], out)
     return _interop.from_npu(out, as_torch)
 
 

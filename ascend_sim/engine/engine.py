@@ -1,0 +1,451 @@
+"""The timing engine: a SimPy model of devices, their AI Cores, L2, HBM, kernel launch and streams.
+
+What is modelled, from the ChipSpec alone:
+
+* **Host launch.** Each kernel costs the host ``runtime.kernel_launch_us`` in submission order; the
+  device may start a kernel only once it has been launched. Launches overlap device execution, so
+  small kernels are launch-bound and large ones hide it.
+* **Streams.** One process per stream runs its tasks in order; an event wait holds the stream until
+  the recorded task has finished. Streams run at once and share cores and memory.
+* **Blocks.** A kernel's blocks are placed on free cores of the right type, in order, as cores free
+  up (MIX blocks take 1 AIC + ``mix_ratio`` AIV); each placement costs ``block_dispatch_cycles``.
+* **Pipes.** Every pipe of a block is a process running its queue in order with a local clock: on-
+  core work advances the clock by its cycles and completes after its latency; ``set_flag`` fires
+  when the pipe's earlier work has completed; ``wait_flag`` holds the pipe until then. Double
+  buffering and its stalls emerge from the flags. A pipe joins global time only to start a GM
+  transfer, which then shares L2/HBM bandwidth with every other transfer (see memory.py).
+* **Deadlock.** A wait that no set answers leaves its pipe waiting when nothing else can happen;
+  the engine then raises :class:`DeadlockError` naming device, core, pipe, flag and instruction.
+
+Time is in cycles of the AIC clock (AIV programs are scaled by the clock ratio); microseconds
+appear only in the records. The same program gives the same cycles every time.
+"""
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from ascend_sim.hw import ChipSpec
+from ascend_sim.isa import BARRIER, COMPUTE, GM, LANE_NAMES, SET, WAIT, XSET, XWAIT, Pipe
+from ascend_sim.timeline import Counter, Flow, Interval, OpRecord, Timeline
+
+from .memory import FluidNetwork, L2Cache
+
+L2_RES, HBM_RES = 0, 1
+
+
+class DeadlockError(RuntimeError):
+    """A wait_flag (or cross-core wait) that no set answers."""
+
+
+@dataclass
+class OpStats:
+    """What one kernel did, summed over its blocks."""
+
+    bytes_read: int = 0
+    bytes_written: int = 0
+    read_lines: int = 0
+    hit_lines: int = 0
+    busy: dict = field(default_factory=lambda: collections.defaultdict(float))   # pipe lane -> cycles
+    limited: list = field(default_factory=lambda: [0.0, 0.0, 0.0])              # L2, HBM, own cap
+    first: float = float("inf")
+    last: float = 0.0
+    cores: set = field(default_factory=set)
+
+
+class _Flags:
+    """Counting flags of one block: key -> queue of the times they were set."""
+
+    __slots__ = ("sets", "waiters")
+
+    def __init__(self):
+        self.sets: dict = collections.defaultdict(collections.deque)
+        self.waiters: dict = {}
+
+    def set(self, key, t: float) -> None:
+        w = self.waiters.pop(key, None)
+        if w is not None:
+            w.succeed(t)
+        else:
+            self.sets[key].append(t)
+
+    def take(self, key):
+        q = self.sets.get(key)
+        if q:
+            return q.popleft()
+        return None
+
+
+class DeviceModel:
+    """Per-device state: core pools, L2, bandwidth network, host clock."""
+
+    def __init__(self, engine: "Engine", index: int):
+        chip = engine.chip
+        env = engine.env
+        self.engine = engine
+        self.index = index
+        c = chip.cores
+        self.aic = simpy.Store(env)
+        self.aiv = simpy.Store(env)
+        self.aicpu = simpy.Store(env)
+        for i in range(c.aic):
+            self.aic.put(f"AIC{i}" if not c.coupled else f"AICore{i}")
+        # vector work runs on AIV cores; on coupled chips also on the AI Cores' vector units
+        for i in range(c.aiv):
+            self.aiv.put(f"AIV{i}")
+        for i in range(c.aicpu):
+            self.aicpu.put(f"AICPU{i}")
+        self.l2 = L2Cache(chip.memory.l2_bytes, chip.memory.l2_line_bytes)
+        per_cycle = 1e9 / (c.aic_mhz * 1e6)
+        self.net = FluidNetwork(env, ("L2", "HBM"),
+                                (chip.memory.l2_bandwidth_GBps * per_cycle, chip.memory.hbm_bandwidth_GBps * per_cycle))
+        self.host_clock = 0.0
+        self.hbm_counter = Counter(index, "HBM GB/s")
+        self.l2_counter = Counter(index, "L2 hit rate")
+
+
+class Engine:
+    def __init__(self, chip: ChipSpec, n_devices: int, trace: str = "pipe"):
+        if trace not in ("ops", "core", "pipe"):
+            raise ValueError(f"trace must be 'ops', 'core' or 'pipe', got {trace!r}")
+        self.chip = chip
+        self.trace = trace
+        self.env = simpy.Environment()
+        self.devices = [DeviceModel(self, i) for i in range(n_devices)]
+        self.timeline = Timeline(chip=chip.name)
+        self.mhz = chip.cores.aic_mhz
+        self._done: dict[int, simpy.Event] = {}
+        self._waiting: dict = {}
+        self.instructions = 0
+        m = chip.memory
+        self._lat_read = m.l2_read_latency_cycles
+        self._lat_write = m.l2_write_latency_cycles
+        self._lat_miss = m.hbm_extra_latency_cycles
+        self._scale = {"AIC": 1.0, "AIV": chip.cores.aic_mhz / chip.cores.aiv_mhz}
+        self.timeline.counters = [c for d in self.devices for c in (d.hbm_counter, d.l2_counter)]
+
+    # ----- time units -----
+    def us(self, cycles: float) -> float:
+        return cycles / self.mhz
+
+    def cycles(self, us: float) -> float:
+        return us * self.mhz
+
+    # ----- running -----
+    def run(self, tasks: list) -> list[OpRecord]:
+        """Simulate ``tasks`` (the pending tasks of every stream, in submission order)."""
+        env = self.env
+        records: list[OpRecord] = []
+        by_stream: dict = collections.defaultdict(list)
+        for t in sorted(tasks, key=lambda t: t.id):
+            by_stream[t.stream].append(t)
+            dm = self.devices[t.stream.device.index]
+            if t.kind == "kernel":
+                # the host launches kernels one after another, from where it stands
+                dm.host_clock = max(dm.host_clock, env.now)
+                launch = self.cycles(self.chip.runtime.kernel_launch_us)
+                t.attrs.setdefault("_launch", (dm.host_clock, dm.host_clock + launch))
+                dm.host_clock += launch
+        for stream, ts in by_stream.items():
+            env.process(self._stream(self.devices[stream.device.index], ts, records))
+        env.run()
+        unfinished = [t for t in tasks if not self._event(t).processed]
+        if unfinished:
+            self._raise_deadlock(unfinished)
+        for dm in self.devices:
+            dm.host_clock = max(dm.host_clock, env.now)
+            for t, usage in dm.net.take_samples():
+                dm.hbm_counter.times_us.append(self.us(t))
+                dm.hbm_counter.values.append(usage[HBM_RES] * self.mhz * 1e6 / 1e9)
+        records.sort(key=lambda r: (r.start_us, r.task_id))
+        self.timeline.ops.extend(records)
+        return records
+
+    def _event(self, task) -> simpy.Event:
+        ev = self._done.get(task.id)
+        if ev is None:
+            ev = self._done[task.id] = self.env.event()
+        return ev
+
+    def _raise_deadlock(self, unfinished) -> None:
+        lines = []
+        for (dev, core, pipe), (what, idx, op) in sorted(self._waiting.items(), key=str):
+            lines.append(f"device {dev}, core {core}, pipe {LANE_NAMES[Pipe(pipe)]}: {what} at instruction #{idx} "
+                         f"of {op}")
+        names = ", ".join(sorted({t.name for t in unfinished}))
+        raise DeadlockError("deadlock: these waits are never answered by a set:\n  " +
+                            ("\n  ".join(lines) if lines else "(tasks waiting on each other: " + names + ")"))
+
+    def _record(self, task, dm: DeviceModel) -> OpRecord:
+        return OpRecord(
+            name=task.name, device=dm.index, stream=task.stream.name, task_id=task.id,
+            input_shapes=[list(m.shape) for m in task.inputs], input_dtypes=[m.dtype.name for m in task.inputs],
+            input_formats=[m.format.name for m in task.inputs],
+            output_shapes=[list(m.shape) for m in task.outputs], output_dtypes=[m.dtype.name for m in task.outputs],
+            output_formats=[m.format.name for m in task.outputs],
+            attrs={k: v for k, v in task.attrs.items() if not k.startswith("_")})
+
+    def _stream(self, dm: DeviceModel, tasks: list, records: list):
+        env = self.env
+        for t in tasks:
+            rec = self._record(t, dm)
+            t.record = rec
+            if t.kind == "event_wait":
+                yield self._event(t.wait_for)
+                rec.start_us = self.us(env.now)
+            elif t.kind in ("event_record", "host"):
+                rec.start_us = self.us(env.now)
+                if t.kind == "host":
+                    records.append(rec)
+            elif t.kind == "kernel":
+                launch_start, launch_end = t.attrs["_launch"]
+                ready = env.now
+                if ready < launch_end:
+                    yield env.timeout(launch_end - ready)
+                rec.launch_us = self.us(launch_end - launch_start)
+                yield from self._kernel(dm, t, rec)
+                rec.wait_us = max(0.0, rec.start_us - self.us(max(ready, launch_end)))
+                records.append(rec)
+            else:
+                raise ValueError(f"unknown task kind {t.kind!r}")
+            self._event(t).succeed()
+
+    # ----- kernels -----
+    def _kernel(self, dm: DeviceModel, task, rec: OpRecord):
+        env = self.env
+        plan = task.plan
+        st = OpStats()
+        t0 = env.now
+        if plan.core_type == "AI_CPU":
+            core = yield dm.aicpu.get()
+            t = self.cycles(self.chip.runtime.aicpu_task_us) + plan.aicpu_cycles * self.mhz / self.chip.cores.aicpu_mhz
+            st.first = env.now
+            yield env.timeout(t)
+            st.last = env.now
+            st.cores.add(core)
+            dm.aicpu.put(core)
+            st.busy["AICPU"] += t
+        else:
+            blocks = [env.process(self._block(dm, task, i, st)) for i in range(plan.block_dim)]
+            yield simpy.AllOf(env, blocks)
+        if st.first == float("inf"):
+            st.first = st.last = t0
+        rec.start_us = self.us(st.first)
+        rec.duration_us = self.us(st.last - st.first)
+        rec.core_type = plan.core_type
+        rec.block_dim = plan.block_dim if plan.core_type != "AI_CPU" else 1
+        rec.bytes_read = st.bytes_read
+        rec.bytes_written = st.bytes_written
+        rec.l2_hit_rate = (st.hit_lines / st.read_lines) if st.read_lines else None
+        rec.flops = plan.flops
+        rec.pipe_busy_us = {k: self.us(v) for k, v in st.busy.items()}
+        rec.bound = self._bound(st, rec)
+        rec.attrs["cores_used"] = len(st.cores)
+        if plan.tiling is not None:
+            rec.attrs["tiling"] = str(plan.tiling)
+        self.timeline.intervals.append(Interval(f"stream:{task.stream.name}", dm.index, rec.start_us,
+                                                rec.end_us, task.name))
+        if st.read_lines:
+            dm.l2_counter.times_us.append(rec.end_us)
+            dm.l2_counter.values.append(rec.l2_hit_rate)
+
+    def _bound(self, st: OpStats, rec: OpRecord) -> str:
+        if rec.launch_us > rec.duration_us:
+            return "launch"
+        if not st.busy:
+            return ""
+        lane, _ = max(st.busy.items(), key=lambda kv: kv[1])
+        if lane in ("MTE2", "MTE3", "FIXP"):
+            l2, hbm, own = st.limited
+            if hbm >= max(l2, own) and hbm > 0:
+                return "hbm"
+            if l2 >= own and l2 > 0:
+                return "l2"
+        return {"CUBE": "cube", "VECTOR": "vector", "MTE1": "mte1", "MTE2": "mte2", "MTE3": "mte3",
+                "FIXP": "fixpipe", "SCALAR": "scalar", "AICPU": "aicpu"}.get(lane, lane.lower())
+
+    def _acquire(self, dm: DeviceModel, plan):
+        ct = plan.core_type
+        if ct == "AIC":
+            return [(yield dm.aic.get())]
+        if ct == "AIV":
+            if self.chip.cores.coupled and not self.chip.cores.aiv:
+                return [(yield dm.aic.get())]
+            return [(yield dm.aiv.get())]
+        # MIX: 1 AIC + ratio AIV; on coupled chips the AI Core's own vector unit serves
+        cube = yield dm.aic.get()
+        if self.chip.cores.coupled:
+            return [cube] * (1 + plan.mix_ratio)
+        vecs = []
+        for _ in range(plan.mix_ratio):
+            vecs.append((yield dm.aiv.get()))
+        return [cube] + vecs
+
+    def _release(self, dm: DeviceModel, plan, cores) -> None:
+        seen = set()
+        for c in cores:
+            if c in seen:
+                continue
+            seen.add(c)
+            (dm.aicpu if c.startswith("AICPU") else dm.aiv if c.startswith("AIV") else dm.aic).put(c)
+
+    def _block(self, dm: DeviceModel, task, bi: int, st: OpStats):
+        env = self.env
+        plan = task.plan
+        cores = yield from self._acquire(dm, plan)
+        yield env.timeout(self.chip.runtime.block_dispatch_cycles)
+        start = env.now
+        st.first = min(st.first, start)
+        flags = _Flags()
+        xflags = _Flags()
+        procs = []
+        n_aiv = sum(1 for p in plan.blocks[bi] if p.core == "AIV")
+        for pi, (prog, core) in enumerate(zip(plan.blocks[bi], cores)):
+            st.cores.add(core)
+            scale = self._scale[prog.core]
+            per_pipe: dict[int, list[int]] = collections.defaultdict(list)
+            for i, p in enumerate(prog.pipe):
+                per_pipe[p].append(i)
+            label = core if not self.chip.cores.coupled or prog.core == "AIC" else f"{core}.vec{pi}"
+            for pipe, idxs in per_pipe.items():
+                procs.append(env.process(self._pipe(dm, task, prog, pipe, idxs, scale, label, flags, xflags,
+                                                    pi, n_aiv, st)))
+        yield simpy.AllOf(env, procs)
+        end = max([p.value for p in procs] + [env.now])
+        if end > env.now:
+            yield env.timeout(end - env.now)
+        st.last = max(st.last, env.now)
+        self._release(dm, plan, cores)
+        if self.trace == "core":
+            self.timeline.intervals.append(Interval(str(cores[0]), dm.index, self.us(start), self.us(end), task.name))
+
+    def _pipe(self, dm: DeviceModel, task, prog, pipe: int, idxs: list[int], scale: float, label: str,
+              flags: _Flags, xflags: _Flags, prog_index: int, n_aiv: int, st: OpStats):
+        """One pipe's queue. Returns the time its last instruction completes."""
+        env = self.env
+        kinds, cycles, lats, args, names = prog.kind, prog.cycles, prog.latency, prog.arg, prog.name
+        t = env.now          # the pipe's local clock: when it can issue its next instruction
+        done = t             # when everything issued so far has completed
+        lane = LANE_NAMES[Pipe(pipe)]
+        record = self.trace == "pipe"
+        intervals = self.timeline.intervals
+        dev = dm.index
+        lane_name = f"{label}.{lane}"
+        busy = 0.0
+        self.instructions += len(idxs)
+        for i in idxs:
+            k = kinds[i]
+            if k == COMPUTE:
+                c = cycles[i] * scale
+                s = t
+                t += c
+                e = t + lats[i] * scale
+                if e > done:
+                    done = e
+                busy += c
+                if record:
+                    intervals.append(Interval(lane_name, dev, s / self.mhz, t / self.mhz, prog.names[names[i]]))
+            elif k == GM:
+                if t > env.now:
+                    yield env.timeout(t - env.now)
+                s = env.now
+                acc = prog.accesses[args[i]]
+                lat = yield from self._transfer(dm, task, acc, scale, st)
+                t = env.now
+                e = t + lat + lats[i] * scale
+                if e > done:
+                    done = e
+                busy += t - s
+                if record:
+                    intervals.append(Interval(lane_name, dev, s / self.mhz, t / self.mhz, prog.names[names[i]],
+                                              {"bytes": acc.payload, "tensor": acc.tensor}))
+            elif k == SET:
+                flags.set(args[i], done)
+            elif k == WAIT:
+                key = args[i]
+                v = flags.take(key)
+                if v is None:
+                    ev = env.event()
+                    flags.waiters[key] = ev
+                    wkey = (dev, label, pipe)
+                    self._waiting[wkey] = (f"wait_flag {LANE_NAMES[Pipe(key[0])]}->{LANE_NAMES[Pipe(key[1])]} "
+                                           f"event id {key[2]}", i, task.name)
+                    v = yield ev
+                    del self._waiting[wkey]
+                if v > t:
+                    t = v
+            elif k == BARRIER:
+                if done > t:
+                    t = done
+            elif k == XSET:
+                src_core, fid = args[i]
+                if src_core == "AIC":      # to every AIV of the block
+                    for a in range(n_aiv):
+                        xflags.set(("AIC", fid, a + 1), done)
+                else:                      # one AIV's signal to the AIC
+                    xflags.set(("AIV", fid, prog_index), done)
+            elif k == XWAIT:
+                from_core, fid = args[i]
+                keys = [("AIC", fid, prog_index)] if from_core == "AIC" else \
+                    [("AIV", fid, a + 1) for a in range(n_aiv)]
+                for key in keys:           # an AIC waits for every AIV of its block
+                    v = xflags.take(key)
+                    if v is None:
+                        ev = env.event()
+                        xflags.waiters[key] = ev
+                        wkey = (dev, label, pipe)
+                        self._waiting[wkey] = (f"cross_wait from {from_core} flag id {fid}", i, task.name)
+                        v = yield ev
+                        del self._waiting[wkey]
+                    if v > t:
+                        t = v
+        st.busy[lane] += busy
+        return max(t, done)
+
+    def _transfer(self, dm: DeviceModel, task, acc, scale: float, st: OpStats):
+        """Run one GM transfer through L2/HBM; returns the latency after its last byte."""
+        base = task.addresses.get(acc.tensor)
+        if base is None:
+            raise KeyError(f"{task.name}: the plan addresses tensor {acc.tensor!r}, which the task does not have "
+                           f"(it has {', '.join(task.addresses)})")
+        idx = dm.l2.lines(base, acc.offset, acc.rows, acc.row_bytes, acc.stride)
+        per_payload = acc.bus_bytes / acc.payload
+        if acc.write:
+            dm.l2.access(idx)
+            demand = (per_payload, per_payload)
+            lat = self._lat_write
+            st.bytes_written += acc.payload
+        else:
+            hits = dm.l2.access(idx)
+            n = len(idx)
+            st.read_lines += n
+            st.hit_lines += hits
+            miss = 1.0 - hits / n if n else 0.0
+            demand = (per_payload, per_payload * miss)
+            lat = self._lat_read + (self._lat_miss if hits < n else 0.0)
+            st.bytes_read += acc.payload
+        cap = acc.payload / (acc.path_cycles * scale)
+        flow = yield dm.net.start(acc.payload, cap, demand)
+        if flow is not None:
+            lim = flow.limited
+            st.limited[0] += lim[0]
+            st.limited[1] += lim[1]
+            st.limited[2] += lim[-1]
+        return lat
+
+    # ----- prefetch into L2 (npu_prefetch) -----
+    def prefetch(self, dm: DeviceModel, base: int, nbytes: int, chunk: int):
+        """Bring [base, base + nbytes) into L2 from HBM, chunk by chunk (a generator)."""
+        off = 0
+        while off < nbytes:
+            n = min(chunk, nbytes - off)
+            idx = dm.l2.lines(base, off, 1, n, n)
+            present = dm.l2.resident_fraction(idx)
+            miss = 1.0 - present
+            if miss > 0:
+                yield dm.net.start(n * miss, float("inf"), (1.0, 1.0))
+            dm.l2.access(idx, count_hits=False)
+            off += n

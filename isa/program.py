@@ -1,0 +1,365 @@
+"""Instructions, per-core programs and kernel plans.
+
+What is modelled: the instruction stream one AI Core block executes, as the engine needs it.
+Every instruction has a pipe and a cost that depends on its operands and the ChipSpec only:
+
+* on-core work (MTE1 loads, MMAD, vector ops, FIXPIPE to L1, UB copies, scalar): ``cycles`` the
+  pipe is busy, plus a ``latency`` before the result is visible to a flag set after it;
+* GM transfers (MTE2 in, MTE3/FIXPIPE out): a :class:`GMAccess` -- which tensor, where, how many
+  rows of how many bytes at what stride. The access pattern fixes the *bus bytes* (each row is
+  moved in whole 32-byte blocks, so a misaligned or short row moves more than it carries) and the
+  *path cycles* (a row occupies the core's path for at least one cycle, so short rows cannot use
+  the path's full width); the shared L2/HBM model adds latency and bandwidth sharing at run time;
+* sync: ``set_flag``/``wait_flag`` between pipes (event ids from the chip), ``pipe_barrier``,
+  and cross-core flags between the AIC and AIV blocks of a MIX kernel.
+
+A :class:`Program` stores instructions column by column in plain lists (no object per
+instruction), so building 10^5 of them stays cheap; :class:`ProgramBuilder` emits them with their
+costs and checks every operand against its buffer: an operand out of range or misaligned, or a
+flag id the chip does not have, is an :class:`ISAError` naming the instruction.
+
+A :class:`KernelPlan` is what an op hands the engine: the core type, block_dim and, per block, the
+program(s) of its core(s), plus the names of the GM tensors the programs address.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ascend_sim.hw import ChipSpec
+
+from .pipes import AIC_BUFFERS, AIV_BUFFERS, Buf, Pipe
+
+# instruction kinds
+COMPUTE, GM, SET, WAIT, BARRIER, XSET, XWAIT = range(7)
+KIND_NAMES = ("compute", "gm", "set_flag", "wait_flag", "pipe_barrier", "cross_set", "cross_wait")
+
+CORE_TYPES = ("AIC", "AIV", "MIX", "AI_CPU")
+
+
+class ISAError(ValueError):
+    """An instruction's operands do not fit the chip (buffer range, alignment, flag id, dtype)."""
+
+
+@dataclass(frozen=True)
+class GMAccess:
+    """A 2-D access to a GM tensor: ``rows`` runs of ``row_bytes`` starting ``stride`` apart,
+    the first at byte ``offset`` of the tensor. ``write`` for stores."""
+
+    tensor: str
+    offset: int
+    rows: int
+    row_bytes: int
+    stride: int
+    write: bool
+    payload: int          # bytes the program asked for
+    bus_bytes: int        # bytes moved in 32-byte blocks
+    path_cycles: float    # cycles the core's path is busy (>= one per row)
+    path: str             # ChipSpec.paths key
+
+
+@dataclass
+class Program:
+    """One block's instruction stream on one core, stored column-wise."""
+
+    core: str                                   # "AIC" or "AIV"
+    kind: list = field(default_factory=list)
+    pipe: list = field(default_factory=list)
+    name: list = field(default_factory=list)    # index into ``names``
+    cycles: list = field(default_factory=list)
+    latency: list = field(default_factory=list)
+    arg: list = field(default_factory=list)     # flag key / GMAccess index / barrier pipe
+    accesses: list = field(default_factory=list)
+    names: list = field(default_factory=list)
+    _name_ids: dict = field(default_factory=dict, repr=False)
+    flops: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+    def name_id(self, name: str) -> int:
+        i = self._name_ids.get(name)
+        if i is None:
+            i = self._name_ids[name] = len(self.names)
+            self.names.append(name)
+        return i
+
+    def busy_cycles(self) -> dict[Pipe, float]:
+        """Cycles of on-core work per pipe (GM transfers excluded: their time depends on L2/HBM)."""
+        out: dict[Pipe, float] = {}
+        for k, p, c in zip(self.kind, self.pipe, self.cycles):
+            if k == COMPUTE:
+                out[Pipe(p)] = out.get(Pipe(p), 0.0) + c
+        return out
+
+    def gm_bytes(self) -> tuple[int, int]:
+        """(payload bytes read, payload bytes written)."""
+        r = w = 0
+        for k, a in zip(self.kind, self.arg):
+            if k == GM:
+                acc = self.accesses[a]
+                if acc.write:
+                    w += acc.payload
+                else:
+                    r += acc.payload
+        return r, w
+
+
+@dataclass
+class KernelPlan:
+    """Data an op hands the engine. ``blocks[i]`` holds the programs of block i: one program for AIC
+    and AIV kernels, 1 AIC + ``mix_ratio`` AIV programs for MIX kernels (the AIC first)."""
+
+    name: str
+    core_type: str
+    blocks: list[list[Program]]
+    tensors: tuple[str, ...] = ()
+    mix_ratio: int = 2
+    tiling: Any = None
+    flops: float = 0.0
+    aicpu_cycles: float = 0.0           # AI_CPU kernels: work on one AI CPU core
+
+    def __post_init__(self):
+        if self.core_type not in CORE_TYPES:
+            raise ISAError(f"KernelPlan {self.name}: core_type must be one of {CORE_TYPES}, got {self.core_type!r}")
+        if self.core_type != "AI_CPU" and not self.blocks:
+            raise ISAError(f"KernelPlan {self.name}: no blocks")
+        want = 1 + self.mix_ratio if self.core_type == "MIX" else 1
+        for i, b in enumerate(self.blocks):
+            if len(b) != want:
+                raise ISAError(f"KernelPlan {self.name}: block {i} has {len(b)} programs, {self.core_type} needs {want}")
+
+    @property
+    def block_dim(self) -> int:
+        return len(self.blocks)
+
+    def instruction_count(self) -> int:
+        return sum(len(p) for b in self.blocks for p in b)
+
+
+def _ceil(a: float, b: float) -> int:
+    if isinstance(a, int) and isinstance(b, int):
+        return -(-a // b)
+    return math.ceil(a / b - 1e-9)
+
+
+class ProgramBuilder:
+    """Emits a block's instructions with their costs on ``chip``. Buffer operands are (address,
+    bytes) pairs inside the core's own buffers; GM operands name a tensor of the plan."""
+
+    def __init__(self, chip: ChipSpec, core: str):
+        if core not in ("AIC", "AIV"):
+            raise ISAError(f"ProgramBuilder: core must be 'AIC' or 'AIV', got {core!r}")
+        self.chip = chip
+        self.core = core
+        self.prog = Program(core)
+        owned = AIC_BUFFERS + AIV_BUFFERS if chip.cores.coupled else (AIC_BUFFERS if core == "AIC" else AIV_BUFFERS)
+        self._buffers = {b: getattr(chip.buffers, b.spec_name) for b in owned}
+        self._align = {b: chip.buffers.align.get(b.spec_name, 1) for b in owned}
+        self._block = chip.memory.block_bytes
+
+    # ----- emitting -----
+    def _emit(self, kind: int, pipe: Pipe, name: str, cycles: float, latency: float, arg: Any) -> int:
+        p = self.prog
+        p.kind.append(kind)
+        p.pipe.append(int(pipe))
+        p.name.append(p.name_id(name))
+        p.cycles.append(float(cycles))
+        p.latency.append(float(latency))
+        p.arg.append(arg)
+        return len(p.kind) - 1
+
+    def _where(self, name: str) -> str:
+        return f"{name} (instruction #{len(self.prog)} on {self.core})"
+
+    def check(self, name: str, buf: Buf, addr: int, nbytes: int) -> None:
+        size = self._buffers.get(buf)
+        if not size:
+            raise ISAError(f"{self._where(name)}: the {self.core} of {self.chip.name} has no {buf.name}")
+        if addr < 0 or nbytes < 0 or addr + nbytes > size:
+            raise ISAError(f"{self._where(name)}: operand {buf.name}[{addr}, {addr + nbytes}) is out of range "
+                           f"({buf.name} holds {size} bytes)")
+        a = self._align[buf]
+        if addr % a:
+            raise ISAError(f"{self._where(name)}: operand {buf.name} address {addr} is not {a}-byte aligned")
+
+    def _path(self, name: str, key: str):
+        p = self.chip.paths.get(key)
+        if p is None:
+            raise ISAError(f"{self._where(name)}: {self.chip.name} has no {key} path")
+        return p
+
+    def gm_access(self, name: str, path_key: str, tensor: str, offset: int, rows: int, row_bytes: int,
+                  stride: int | None, write: bool, rate_cap: float | None = None) -> GMAccess:
+        if rows < 1 or row_bytes < 1 or offset < 0:
+            raise ISAError(f"{self._where(name)}: GM access of {rows} rows x {row_bytes} B at offset {offset}")
+        stride = row_bytes if stride is None else stride
+        if rows > 1 and stride < row_bytes:
+            raise ISAError(f"{self._where(name)}: GM rows overlap (stride {stride} < row {row_bytes} bytes)")
+        path = self._path(name, path_key)
+        rate = path.bytes_per_cycle if rate_cap is None else min(path.bytes_per_cycle, rate_cap)
+        blk = self._block
+        # Row starts repeat their 32-byte phase with period blk / gcd(stride, blk): cost one period.
+        period = blk // math.gcd(stride, blk) if rows > 1 else 1
+        n = min(rows, period)
+        bus = cyc = 0.0
+        for r in range(n):
+            phase = (offset + r * stride) % blk
+            rb = _ceil(phase + row_bytes, blk) * blk
+            count = (rows - r + period - 1) // period if rows > period else 1
+            bus += rb * count
+            cyc += max(1, _ceil(rb, rate)) * count
+        return GMAccess(tensor, offset, rows, row_bytes, stride, write, rows * row_bytes, int(bus), cyc, path_key)
+
+    def _gm(self, pipe: Pipe, name: str, acc: GMAccess, latency: float) -> int:
+        self.prog.accesses.append(acc)
+        return self._emit(GM, pipe, name, acc.path_cycles, latency, len(self.prog.accesses) - 1)
+
+    # ----- MTE2: GM -> L1 / UB / L0A / L0B -----
+    def load_gm(self, dst: Buf, dst_addr: int, tensor: str, offset: int, rows: int, row_bytes: int,
+                stride: int | None = None, *, nd2nz: bool = False, name: str | None = None) -> int:
+        """MTE2 copy-in. ``nd2nz`` converts ND rows into NZ fractals on the way (GM -> L1 only)."""
+        name = name or ("MTE2.nd2nz" if nd2nz else f"MTE2.gm_to_{dst.name.lower()}")
+        if nd2nz and dst is not Buf.L1:
+            raise ISAError(f"{self._where(name)}: ND2NZ exists on GM -> L1 only")
+        self.check(name, dst, dst_addr, rows * row_bytes)
+        key = "gm_to_l1_nd2nz" if nd2nz else f"gm_to_{dst.name.lower()}"
+        acc = self.gm_access(name, key, tensor, offset, rows, row_bytes, stride, False)
+        return self._gm(Pipe.MTE2, name, acc, self.chip.paths[key].latency_cycles)
+
+    # ----- MTE3: UB -> GM -----
+    def store_gm(self, src_addr: int, tensor: str, offset: int, rows: int, row_bytes: int,
+                 stride: int | None = None, *, name: str = "MTE3.ub_to_gm") -> int:
+        self.check(name, Buf.UB, src_addr, rows * row_bytes)
+        acc = self.gm_access(name, "ub_to_gm", tensor, offset, rows, row_bytes, stride, True)
+        return self._gm(Pipe.MTE3, name, acc, self.chip.paths["ub_to_gm"].latency_cycles)
+
+    # ----- MTE1: L1 -> L0A / L0B / BT / FB -----
+    def load_l1(self, dst: Buf, dst_addr: int, src_addr: int, nbytes: int, *, load3d: bool = False,
+                transpose: bool = False, name: str | None = None) -> int:
+        name = name or f"MTE1.{'load3d' if load3d else 'load'}_{dst.name.lower()}{'_T' if transpose else ''}"
+        self.check(name, Buf.L1, src_addr, nbytes)
+        self.check(name, dst, dst_addr, nbytes)
+        key = f"l1_to_{dst.name.lower()}" + ("_load3d" if load3d else "")
+        p = self._path(name, key)
+        return self._emit(COMPUTE, Pipe.MTE1, name, _ceil(nbytes, p.bytes_per_cycle), p.latency_cycles, None)
+
+    # ----- CUBE -----
+    def mmad(self, m: int, n: int, k: int, dtype: str, *, a_addr: int = 0, b_addr: int = 0, c_addr: int = 0,
+             acc_bytes: int = 4, name: str | None = None) -> int:
+        """C[m,n] (+)= A[m,k] B[k,n] from L0A/L0B into L0C (fp32/int32 accumulators)."""
+        from ascend_sim.dtypes import get_dtype
+        name = name or f"CUBE.mmad_{dtype}"
+        d = get_dtype(dtype)
+        macs = self.chip.cube.macs_per_cycle.get(d.name)
+        if macs is None:
+            raise ISAError(f"{self._where(name)}: the cube of {self.chip.name} has no {d.name} mode "
+                           f"(it has {', '.join(self.chip.cube.macs_per_cycle)})")
+        if min(m, n, k) < 1:
+            raise ISAError(f"{self._where(name)}: m, n, k must be >= 1, got {m}, {n}, {k}")
+        m0, n0 = self.chip.cube.m0, self.chip.cube.n0
+        k0 = d.c0
+        mp, np_, kp = _ceil(m, m0) * m0, _ceil(n, n0) * n0, _ceil(k, k0) * k0
+        self.check(name, Buf.L0A, a_addr, d.nbytes(mp * kp))
+        self.check(name, Buf.L0B, b_addr, d.nbytes(kp * np_))
+        self.check(name, Buf.L0C, c_addr, mp * np_ * acc_bytes)
+        kpc = macs / (m0 * n0)
+        cycles = _ceil(m, m0) * _ceil(n, n0) * math.ceil(k / kpc)
+        self.prog.flops += 2.0 * m * n * k
+        return self._emit(COMPUTE, Pipe.CUBE, name, cycles, self.chip.cube.issue_latency_cycles, None)
+
+    # ----- FIXPIPE: L0C -> GM / L1 -----
+    def fixpipe_to_gm(self, m: int, n: int, out_itemsize: float, tensor: str, offset: int, row_stride: int,
+                      *, c_addr: int = 0, nz2nd: bool = True, name: str = "FIXP.l0c_to_gm") -> int:
+        """Write an m x n L0C tile to GM, converted to the output dtype; NZ2ND writes m rows of n."""
+        m0, n0 = self.chip.cube.m0, self.chip.cube.n0
+        self.check(name, Buf.L0C, c_addr, _ceil(m, m0) * m0 * _ceil(n, n0) * n0 * 4)
+        rate = self.chip.cube.fixpipe_elems_per_cycle * out_itemsize
+        if nz2nd:
+            acc = self.gm_access(name, "l0c_to_gm", tensor, offset, m, int(n * out_itemsize), row_stride, True, rate)
+        else:   # NZ output: each 16-column fractal column block is contiguous
+            nb = _ceil(n, n0)
+            acc = self.gm_access(name, "l0c_to_gm", tensor, offset, nb, int(_ceil(m, m0) * m0 * n0 * out_itemsize),
+                                 row_stride, True, rate)
+        return self._gm(Pipe.FIXPIPE, name, acc, self.chip.cube.fixpipe_latency_cycles)
+
+    def fixpipe_to_l1(self, m: int, n: int, out_itemsize: float, dst_addr: int, *, c_addr: int = 0,
+                      name: str = "FIXP.l0c_to_l1") -> int:
+        m0, n0 = self.chip.cube.m0, self.chip.cube.n0
+        elems = _ceil(m, m0) * m0 * _ceil(n, n0) * n0
+        self.check(name, Buf.L0C, c_addr, elems * 4)
+        self.check(name, Buf.L1, dst_addr, int(elems * out_itemsize))
+        cycles = _ceil(elems, self.chip.cube.fixpipe_elems_per_cycle)
+        return self._emit(COMPUTE, Pipe.FIXPIPE, name, cycles, self.chip.cube.fixpipe_latency_cycles, None)
+
+    # ----- VECTOR -----
+    def vector(self, op_class: str, dtype: str, n: int, *, addrs: tuple[int, ...] = (0,), name: str | None = None) -> int:
+        """A vector instruction over ``n`` elements of ``dtype`` in UB, split into instructions of at
+        most ``max_repeat`` 256-byte repeats as the hardware requires. Returns the last index."""
+        from ascend_sim.dtypes import get_dtype
+        name = name or f"VECTOR.{op_class}"
+        d = get_dtype(dtype)
+        v = self.chip.vector
+        epc = v.elems_per_cycle.get(op_class)
+        if epc is None:
+            raise ISAError(f"{self._where(name)}: unknown vector op class {op_class!r}; "
+                           f"classes: {', '.join(v.elems_per_cycle)}")
+        width = "b32" if d.bits >= 32 else "b16"
+        per_cycle = epc[width] * (16 / d.bits if d.bits < 16 else 1)   # 8-bit types: same bytes per cycle as b16
+        nbytes = d.nbytes(n)
+        for a in addrs:
+            self.check(name, Buf.UB, a, nbytes)
+        per_repeat = v.repeat_bytes * 8 / d.bits
+        repeats = max(1, _ceil(nbytes, v.repeat_bytes))
+        idx = -1
+        while repeats > 0:
+            r = min(repeats, v.max_repeat)
+            idx = self._emit(COMPUTE, Pipe.VECTOR, name, r * per_repeat / per_cycle, v.latency_cycles[op_class], None)
+            repeats -= r
+        return idx
+
+    def ub_copy(self, dst_addr: int, src_addr: int, nbytes: int, *, name: str = "VECTOR.ub_copy") -> int:
+        self.check(name, Buf.UB, src_addr, nbytes)
+        self.check(name, Buf.UB, dst_addr, nbytes)
+        p = self._path(name, "ub_to_ub")
+        return self._emit(COMPUTE, Pipe.VECTOR, name, _ceil(nbytes, p.bytes_per_cycle), p.latency_cycles, None)
+
+    # ----- SCALAR -----
+    def scalar(self, count: int = 1, *, name: str = "SCALAR") -> int:
+        return self._emit(COMPUTE, Pipe.SCALAR, name, count * self.chip.vector.scalar_cycles_per_instr, 0, None)
+
+    # ----- sync -----
+    def _event(self, name: str, event_id: int) -> None:
+        if not 0 <= event_id < self.chip.runtime.event_ids:
+            raise ISAError(f"{self._where(name)}: event id {event_id} out of range; {self.chip.name} has "
+                           f"ids 0-{self.chip.runtime.event_ids - 1}")
+
+    def set_flag(self, src: Pipe, dst: Pipe, event_id: int) -> int:
+        name = f"set_flag {src.lane}->{dst.lane} #{event_id}"
+        self._event(name, event_id)
+        return self._emit(SET, src, "set_flag", 0, 0, (int(src), int(dst), event_id))
+
+    def wait_flag(self, src: Pipe, dst: Pipe, event_id: int) -> int:
+        name = f"wait_flag {src.lane}->{dst.lane} #{event_id}"
+        self._event(name, event_id)
+        return self._emit(WAIT, dst, "wait_flag", 0, 0, (int(src), int(dst), event_id))
+
+    def pipe_barrier(self, pipe: Pipe) -> int:
+        return self._emit(BARRIER, pipe, "pipe_barrier", 0, 0, int(pipe))
+
+    def cross_set(self, pipe: Pipe, flag_id: int) -> int:
+        """Signal the other cores of this MIX block (after ``pipe``'s earlier work is done)."""
+        if not 0 <= flag_id < self.chip.runtime.cross_core_flag_ids:
+            raise ISAError(f"{self._where('cross_set')}: flag id {flag_id} out of range 0-"
+                           f"{self.chip.runtime.cross_core_flag_ids - 1}")
+        return self._emit(XSET, pipe, "cross_set", 0, 0, (self.core, flag_id))
+
+    def cross_wait(self, pipe: Pipe, flag_id: int, from_core: str) -> int:
+        if not 0 <= flag_id < self.chip.runtime.cross_core_flag_ids:
+            raise ISAError(f"{self._where('cross_wait')}: flag id {flag_id} out of range 0-"
+                           f"{self.chip.runtime.cross_core_flag_ids - 1}")
+        return self._emit(XWAIT, pipe, "cross_wait", 0, 0, (from_core, flag_id))
+
+    def build(self) -> Program:
+        return self.prog

@@ -1,0 +1,1 @@
+"""Kernel templates shared by op families (one per shape of computation)."""
