@@ -1,0 +1,260 @@
+"""Cube matmul kernel template: GM -> L1 -> L0A/L0B -> MMAD -> L0C -> FIXPIPE -> GM.
+
+Layers, as CATLASS layers its GEMMs, with its variants as parameters of one template:
+
+* kernel: the output is cut into base_m x base_n tiles (per batch); the tiles are walked in
+  ``iterate_order`` with a ``swizzle`` group (CATLASS GemmIdentityBlockSwizzle) and dealt to
+  ``block_dim`` AIC blocks round-robin;
+* block: for each tile, the K loop loads L1 tiles of ``base_k * step_k`` (MTE2, ``l1_buffers``
+  deep), splits them into L0 tiles of ``base_k`` (MTE1, ``l0_buffers`` deep), and accumulates in
+  L0C (CUBE); FIXPIPE writes the tile out, converting to the output dtype (adding bias and
+  applying dequant scales on the way when asked). Flags between the pipes make double buffering
+  real: MTE2 refills an L1 buffer only once MTE1 has moved it on, and so on;
+* tile: the isa instructions for one load, one MMAD, one write.
+
+Operands may be ND (row-major, optionally transposed) or FRACTAL_NZ in GM. ND operands go through
+MTE2's ND2NZ conversion (a slower path) with one row per matrix row, so short or unaligned rows
+cost path cycles; NZ operands arrive as contiguous 512-byte fractal columns.
+
+The tiling (:class:`MatmulTiling`) is explicit and user-overridable; :func:`default_tiling` picks
+the largest fitting base tile with double buffering. A tiling that does not fit L0A, L0B, L0C or
+L1 raises :class:`~ascend_sim.isa.ISAError` naming the buffer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from ascend_sim.dtypes import DType, get_dtype
+from ascend_sim.hw import ChipSpec
+from ascend_sim.isa import Buf, ISAError, KernelPlan, Pipe, ProgramBuilder
+
+MTE1, MTE2, M, FIX = Pipe.MTE1, Pipe.MTE2, Pipe.CUBE, Pipe.FIXPIPE
+
+
+@dataclass(frozen=True)
+class MatmulTiling:
+    """Named, typed tiling of the cube matmul; print it, change it, sweep it."""
+
+    base_m: int = 128
+    base_n: int = 256
+    base_k: int = 64
+    step_k: int = 4            # L1 tile K = base_k * step_k
+    l1_buffers: int = 2
+    l0_buffers: int = 2
+    l0c_buffers: int = 1
+    iterate_order: str = "M"   # "M": consecutive tiles move along M; "N": along N
+    swizzle: int = 1
+    block_dim: int = 0         # 0: every cube core
+
+    def __str__(self) -> str:
+        return (f"base {self.base_m}x{self.base_n}x{self.base_k} step_k={self.step_k} L1x{self.l1_buffers} "
+                f"L0x{self.l0_buffers} L0Cx{self.l0c_buffers} order={self.iterate_order} swizzle={self.swizzle} "
+                f"block_dim={self.block_dim}")
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A GM matrix operand: plan tensor name, logical (rows, cols) of the matrix as the product
+    uses it (A: M x K, B: K x N), its dtype, whether it is stored transposed, and its format."""
+
+    name: str
+    rows: int
+    cols: int
+    dtype: DType
+    transposed: bool = False
+    nz: bool = False
+    batch_stride: int = 0      # bytes between batches (0: shared by all batches)
+
+
+@dataclass(frozen=True)
+class MatmulProblem:
+    batch: int
+    m: int
+    n: int
+    k: int
+    a: Operand
+    b: Operand
+    out: str
+    out_dtype: DType
+    out_nz: bool = False
+    bias: str | None = None          # per-N bias, added in L0C via the bias table
+    bias_dtype: DType | None = None
+    scale: str | None = None         # per-N dequant scale, applied by FIXPIPE from the fixpipe buffer
+    out_batch_stride: int = 0
+
+
+def _fits(chip: ChipSpec, t: MatmulTiling, dt: DType) -> list[str]:
+    """Which buffers a tiling overflows (empty: it fits)."""
+    b = chip.buffers
+    bad = []
+    if dt.nbytes(t.base_m * t.base_k) * t.l0_buffers > b.l0a:
+        bad.append(f"L0A (base_m*base_k*{dt.itemsize:g} B x {t.l0_buffers} buffers = "
+                   f"{dt.nbytes(t.base_m * t.base_k) * t.l0_buffers} > {b.l0a})")
+    if dt.nbytes(t.base_k * t.base_n) * t.l0_buffers > b.l0b:
+        bad.append(f"L0B (base_k*base_n*{dt.itemsize:g} B x {t.l0_buffers} buffers = "
+                   f"{dt.nbytes(t.base_k * t.base_n) * t.l0_buffers} > {b.l0b})")
+    if t.base_m * t.base_n * 4 * t.l0c_buffers > b.l0c:
+        bad.append(f"L0C (base_m*base_n*4 B x {t.l0c_buffers} buffers = {t.base_m * t.base_n * 4 * t.l0c_buffers}"
+                   f" > {b.l0c})")
+    l1 = dt.nbytes((t.base_m + t.base_n) * t.base_k * t.step_k) * t.l1_buffers
+    if l1 > b.l1:
+        bad.append(f"L1 ((base_m+base_n)*base_k*step_k*{dt.itemsize:g} B x {t.l1_buffers} buffers = {l1} > {b.l1})")
+    return bad
+
+
+def check_tiling(name: str, chip: ChipSpec, t: MatmulTiling, dt: DType) -> None:
+    m0, n0, k0 = chip.cube.m0, chip.cube.n0, dt.c0
+    for field, v, q in (("base_m", t.base_m, m0), ("base_n", t.base_n, n0), ("base_k", t.base_k, k0)):
+        if v < q or v % q:
+            raise ISAError(f"{name}: tiling {field}={v} must be a positive multiple of {q} for {dt.name}")
+    for field in ("step_k", "l1_buffers", "l0_buffers", "l0c_buffers", "swizzle"):
+        if getattr(t, field) < 1:
+            raise ISAError(f"{name}: tiling {field} must be >= 1, got {getattr(t, field)}")
+    if t.iterate_order not in ("M", "N"):
+        raise ISAError(f"{name}: tiling iterate_order must be 'M' or 'N', got {t.iterate_order!r}")
+    ids = chip.runtime.event_ids
+    if max(t.l1_buffers, t.l0_buffers, t.l0c_buffers) > ids:
+        raise ISAError(f"{name}: tiling needs more than the {ids} event ids of {chip.name}")
+    bad = _fits(chip, t, dt)
+    if bad:
+        raise ISAError(f"{name}: tiling {t} does not fit {chip.name}: " + "; ".join(bad))
+
+
+def default_tiling(chip: ChipSpec, p: MatmulProblem) -> MatmulTiling:
+    """The largest base tile that fits with double buffering (CATLASS's 128 x 256 x 64 for fp16:
+    base_k is 128 bytes of the input dtype), shrunk for small problems, preferring tilings that
+    give every cube core a tile when the problem allows."""
+    dt = p.a.dtype
+    k0 = dt.c0
+    m16 = -(-p.m // 16) * 16
+    n16 = -(-p.n // 16) * 16
+    k_pad = -(-p.k // k0) * k0
+    bk = max(k0, min(k_pad, int(chip.memory.block_bytes * 4 * 8 // dt.bits)))
+    best = None
+    for bm, bn in ((128, 256), (256, 128), (128, 128), (64, 256), (256, 64), (64, 128), (128, 64), (64, 64),
+                   (32, 128), (16, 256), (16, 128), (32, 64), (16, 64), (16, 32), (16, 16)):
+        bm_, bn_ = min(bm, m16), min(bn, n16)
+        for step in (4, 2, 1):
+            t = MatmulTiling(bm_, bn_, bk, max(1, min(step, -(-k_pad // bk))))
+            if not _fits(chip, t, dt):
+                tiles = p.batch * -(-p.m // bm_) * -(-p.n // bn_)
+                score = (min(tiles, chip.cores.aic), bm_ * bn_)
+                if best is None or score > best[0]:
+                    best = (score, t)
+                break
+    if best is None:
+        raise ISAError(f"no matmul tiling of {dt.name} fits the buffers of {chip.name}")
+    t = best[1]
+    if t.base_m * t.base_n * 4 * 2 <= chip.buffers.l0c:
+        t = replace(t, l0c_buffers=2)
+    return t
+
+
+def _swizzled(n_m: int, n_n: int, order: str, s: int):
+    """Tile coordinates (mi, ni) in walking order."""
+    if order == "N":
+        return [(mi, ni) for mi, ni in ((b, a) for a, b in _swizzled(n_n, n_m, "M", s))]
+    out = []
+    for g in range(0, n_m, s):
+        rows = min(s, n_m - g)
+        for ni in range(n_n):
+            for r in range(rows):
+                out.append((g + r, ni))
+    return out
+
+
+def _load(b: ProgramBuilder, op: Operand, addr: int, batch: int, r0: int, nr: int, c0: int, nc: int) -> None:
+    """MTE2: rows r0..r0+nr, cols c0..c0+nc of a matrix operand -> L1 at ``addr``."""
+    dt = op.dtype
+    item = dt.itemsize
+    base = batch * op.batch_stride
+    if op.nz:
+        # NZ storage of the stored matrix (R, C): C/c0 columns of R_pad x 32-byte rows
+        R, C = (op.cols, op.rows) if op.transposed else (op.rows, op.cols)
+        rr0, nrr, cc0, ncc = (c0, nc, r0, nr) if op.transposed else (r0, nr, c0, nc)
+        r_pad = -(-R // 16) * 16
+        k0 = dt.c0
+        col_bytes = r_pad * 32
+        runs = -(-ncc // k0)
+        b.load_gm(Buf.L1, addr, op.name, int(base + (cc0 // k0) * col_bytes + rr0 * 32), runs, int(nrr * 32),
+                  int(col_bytes))
+    else:
+        R, C = (op.cols, op.rows) if op.transposed else (op.rows, op.cols)
+        rr0, nrr, cc0, ncc = (c0, nc, r0, nr) if op.transposed else (r0, nr, c0, nc)
+        b.load_gm(Buf.L1, addr, op.name, int(base + (rr0 * C + cc0) * item), nrr, max(1, int(ncc * item)),
+                  int(C * item), nd2nz=True)
+
+
+def matmul_plan(name: str, chip: ChipSpec, p: MatmulProblem, tiling: MatmulTiling | None = None) -> KernelPlan:
+    dt = p.a.dtype
+    if dt.name not in chip.cube.macs_per_cycle:
+        raise ISAError(f"{name}: the cube of {chip.name} has no {dt.name} mode "
+                       f"(it has {', '.join(chip.cube.macs_per_cycle)})")
+    t = tiling or default_tiling(chip, p)
+    check_tiling(name, chip, t, dt)
+    n_m, n_n = -(-p.m // t.base_m), -(-p.n // t.base_n)
+    order = [(bi, mi, ni) for bi in range(p.batch) for mi, ni in _swizzled(n_m, n_n, t.iterate_order, t.swizzle)]
+    block_dim = min(t.block_dim or chip.cores.aic, len(order))
+    k_l1 = t.base_k * t.step_k
+    a_l1 = dt.nbytes(t.base_m * k_l1)
+    b_l1 = dt.nbytes(k_l1 * t.base_n)
+    a_l0 = dt.nbytes(t.base_m * t.base_k)
+    b_l0 = dt.nbytes(t.base_k * t.base_n)
+    c_l0 = t.base_m * t.base_n * 4
+    out_item = p.out_dtype.itemsize
+    blocks = []
+    for blk in range(block_dim):
+        b = ProgramBuilder(chip, "AIC")
+        i1 = i0 = ic = 0
+        if p.bias:
+            b.load_gm(Buf.L1, 0, p.bias, 0, 1, max(32, int(min(p.n, t.base_n) * 4)), name="MTE2.bias")
+        for (bi, mi, ni) in order[blk::block_dim]:
+            m_lo, n_lo = mi * t.base_m, ni * t.base_n
+            m = min(t.base_m, p.m - m_lo)
+            n = min(t.base_n, p.n - n_lo)
+            bufc = ic % t.l0c_buffers
+            for k_lo in range(0, p.k, k_l1):
+                kl = min(k_l1, p.k - k_lo)
+                buf1 = i1 % t.l1_buffers
+                a_addr = buf1 * (a_l1 + b_l1)
+                b_addr = a_addr + a_l1
+                b.scalar(2)
+                if i1 >= t.l1_buffers:
+                    b.wait_flag(MTE1, MTE2, buf1)
+                _load(b, p.a, a_addr, bi, m_lo, m, k_lo, kl)
+                _load(b, p.b, b_addr, bi, k_lo, kl, n_lo, n)
+                b.set_flag(MTE2, MTE1, buf1)
+                b.wait_flag(MTE2, MTE1, buf1)
+                for ks in range(0, kl, t.base_k):
+                    kk = min(t.base_k, kl - ks)
+                    buf0 = i0 % t.l0_buffers
+                    if i0 >= t.l0_buffers:
+                        b.wait_flag(M, MTE1, buf0)
+                    b.load_l1(Buf.L0A, buf0 * a_l0, a_addr, dt.nbytes(-(-m // 16) * 16 * (-(-kk // dt.c0) * dt.c0)))
+                    b.load_l1(Buf.L0B, buf0 * b_l0, b_addr, dt.nbytes(-(-kk // dt.c0) * dt.c0 * (-(-n // 16) * 16)))
+                    b.set_flag(MTE1, M, buf0)
+                    b.wait_flag(MTE1, M, buf0)
+                    if ks == 0 and k_lo == 0 and ic >= t.l0c_buffers:
+                        b.wait_flag(FIX, M, bufc)          # L0C buffer written out
+                    b.mmad(m, n, kk, dt.name, a_addr=buf0 * a_l0, b_addr=buf0 * b_l0, c_addr=bufc * c_l0)
+                    b.set_flag(M, MTE1, buf0)
+                    i0 += 1
+                b.set_flag(MTE1, MTE2, buf1)
+                i1 += 1
+            b.set_flag(M, FIX, bufc)
+            b.wait_flag(M, FIX, bufc)
+            out_off = bi * p.out_batch_stride
+            if p.out_nz:
+                m_pad = -(-p.m // 16) * 16
+                b.fixpipe_to_gm(m, n, out_item, p.out, int(out_off + (n_lo // 16) * m_pad * 32 + m_lo * 32),
+                                int(m_pad * 32), c_addr=bufc * c_l0, nz2nd=False)
+            else:
+                b.fixpipe_to_gm(m, n, out_item, p.out, int(out_off + (m_lo * p.n + n_lo) * out_item),
+                                int(p.n * out_item), c_addr=bufc * c_l0)
+            b.set_flag(FIX, M, bufc)
+            ic += 1
+        blocks.append([b.build()])
+    flops = 2.0 * p.batch * p.m * p.n * p.k
+    return KernelPlan(name, "AIC", blocks, tensors=tuple(x for x in (p.a.name, p.b.name, p.out, p.bias) if x),
+                      tiling=replace(t, block_dim=block_dim), flops=flops)
