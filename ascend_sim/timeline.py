@@ -23,8 +23,10 @@ class OpRecord:
     wait_us: float = 0.0            # time the op was ready to launch but waited (cores, events)
     core_type: str = ""             # "AIC", "AIV", "MIX", "AI_CPU", "" for host-only tasks
     block_dim: int = 0
-    bytes_read: int = 0
-    bytes_written: int = 0
+    bytes_read: int = 0             # payload bytes the op read from GM
+    bytes_written: int = 0          # payload bytes it wrote to GM
+    l2_bytes: int = 0               # bytes moved through L2 (32-byte blocks, padding included)
+    hbm_bytes: int = 0              # bytes moved to or from HBM (read misses, written lines)
     l2_hit_rate: float | None = None
     bound: str = ""                 # the unit that bound the op: "cube", "vector", "mte2", "hbm", "launch"...
     pipe_busy_us: dict[str, float] = field(default_factory=dict)   # summed over the op's cores

@@ -47,6 +47,8 @@ class OpStats:
 
     bytes_read: int = 0
     bytes_written: int = 0
+    l2_bytes: float = 0.0       # bus bytes through L2
+    hbm_bytes: float = 0.0      # bus bytes to or from HBM
     read_lines: int = 0
     hit_lines: int = 0
     busy: dict = field(default_factory=lambda: collections.defaultdict(float))   # pipe lane -> cycles
@@ -240,6 +242,8 @@ class Engine:
         rec.bytes_read = st.bytes_read
         rec.bytes_written = st.bytes_written
         rec.l2_hit_rate = (st.hit_lines / st.read_lines) if st.read_lines else None
+        rec.l2_bytes = int(st.l2_bytes)
+        rec.hbm_bytes = int(st.hbm_bytes)
         rec.flops = plan.flops
         rec.pipe_busy_us = {k: self.us(v) for k, v in st.busy.items()}
         rec.bound = self._bound(st, rec)
@@ -418,6 +422,7 @@ class Engine:
             demand = (per_payload, per_payload)
             lat = self._lat_write
             st.bytes_written += acc.payload
+            st.hbm_bytes += acc.bus_bytes
         else:
             hits = dm.l2.access(idx)
             n = len(idx)
@@ -427,6 +432,8 @@ class Engine:
             demand = (per_payload, per_payload * miss)
             lat = self._lat_read + (self._lat_miss if hits < n else 0.0)
             st.bytes_read += acc.payload
+            st.hbm_bytes += acc.bus_bytes * miss
+        st.l2_bytes += acc.bus_bytes
         cap = acc.payload / (acc.path_cycles * scale)
         flow = yield dm.net.start(acc.payload, cap, demand)
         if flow is not None:

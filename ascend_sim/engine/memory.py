@@ -22,6 +22,7 @@ Invariant: the sum over flows of rate x demand never exceeds a resource's capaci
 from __future__ import annotations
 
 import collections
+import heapq
 from typing import Callable
 
 import numpy as np
@@ -32,7 +33,7 @@ class L2Cache:
     def __init__(self, capacity_bytes: int, line_bytes: int):
         self.line = int(line_bytes)
         self.capacity = max(1, int(capacity_bytes) // self.line)
-        self.stamps = np.zeros(1 << 16, np.int64)
+        self.stamps = np.zeros(1 << 16, np.int32)
         self.present = 0
         self.clock = 0
         self._log: collections.deque = collections.deque()
@@ -54,10 +55,8 @@ class L2Cache:
         return idx
 
     def _grow(self, top: int) -> None:
-        n = len(self.stamps)
-        while n <= top:
-            n *= 2
-        grown = np.zeros(n, np.int64)
+        n = max(top + 1, len(self.stamps) * 3 // 2)
+        grown = np.zeros(n, np.int32)
         grown[:len(self.stamps)] = self.stamps
         self.stamps = grown
 
@@ -106,17 +105,35 @@ class L2Cache:
 
 
 class Flow:
-    __slots__ = ("remaining", "rate", "cap", "demand", "event", "limiter", "limited", "on_done")
+    """One transfer. Its progress is kept by its group: it is done when the group's progress
+    reaches ``finish``."""
 
-    def __init__(self, payload: float, cap: float, demand: tuple, event, on_done):
-        self.remaining = float(payload)
-        self.rate = 0.0
-        self.cap = float(cap)
-        self.demand = demand          # per resource, demand per payload byte
+    __slots__ = ("finish", "group", "event", "limited", "on_done", "payload")
+
+    def __init__(self, payload: float, event, on_done):
+        self.payload = payload
+        self.finish = 0.0
+        self.group = None
         self.event = event
-        self.limiter = -1             # -1: its own cap; otherwise the saturated resource index
-        self.limited = [0.0] * (len(demand) + 1)
+        self.limited = None       # time spent limited by [each resource..., its own cap]
         self.on_done = on_done
+
+
+class _Group:
+    """Flows with the same cap and demands: they always get the same rate, so one progress
+    counter (payload bytes per flow moved so far) serves them all."""
+
+    __slots__ = ("key", "cap", "demand", "progress", "heap", "rate", "limiter", "limited", "seq")
+
+    def __init__(self, key, nres: int):
+        self.key = key
+        self.cap, self.demand = key
+        self.progress = 0.0
+        self.heap: list = []
+        self.rate = 0.0
+        self.limiter = -1
+        self.limited = [0.0] * (nres + 1)
+        self.seq = 0
 
 
 class FluidNetwork:
@@ -128,19 +145,34 @@ class FluidNetwork:
         self.env = env
         self.names = names
         self.capacity = tuple(float(c) for c in capacities)
-        self.flows: list[Flow] = []
+        self.groups: dict = {}
         self._last = 0.0
         self._version = 0
         self.moved = [0.0] * len(names)      # bytes each resource carried
         self._samples: list[tuple[float, tuple]] = []   # (time, bytes/cycle used per resource)
+        self._used = [0.0] * len(names)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.groups)
 
     def start(self, payload: float, cap: float, demand: tuple, on_done: Callable | None = None) -> simpy.Event:
+        """Start a flow of ``payload`` bytes; the event fires with the Flow when it is done."""
         ev = self.env.event()
         if payload <= 0:
             ev.succeed(None)
             return ev
         self._advance()
-        self.flows.append(Flow(payload, cap, demand, ev, on_done))
+        key = (float(cap), tuple(demand))
+        g = self.groups.get(key)
+        if g is None:
+            g = self.groups[key] = _Group(key, len(self.capacity))
+        f = Flow(payload, ev, on_done)
+        f.group = g
+        f.finish = g.progress + payload
+        f.limited = list(g.limited)
+        g.seq += 1
+        heapq.heappush(g.heap, (f.finish, g.seq, f))
         self._reallocate()
         self._schedule()
         return ev
@@ -150,63 +182,60 @@ class FluidNetwork:
         dt = now - self._last
         if dt > 0:
             moved = self.moved
-            for f in self.flows:
-                b = f.rate * dt
-                f.remaining -= b
-                f.limited[f.limiter] += dt
-                for r, d in enumerate(f.demand):
-                    moved[r] += b * d
+            for g in self.groups.values():
+                b = g.rate * dt
+                g.progress += b
+                g.limited[g.limiter] += dt
+                c = len(g.heap)
+                for r, d in enumerate(g.demand):
+                    moved[r] += b * d * c
         self._last = now
 
     def _reallocate(self) -> None:
-        flows = self.flows
-        if not flows:
-            return
+        """Progressive filling over groups: raise every unfrozen group's rate together until one
+        reaches its cap or a resource saturates; freeze those; repeat."""
+        nres = len(self.capacity)
         cap_left = list(self.capacity)
-        nres = len(cap_left)
         load = [0.0] * nres
-        for f in flows:
-            for r, d in enumerate(f.demand):
-                load[r] += d
-        order = sorted(flows, key=lambda f: f.cap)
+        for g in self.groups.values():
+            c = len(g.heap)
+            for r in range(nres):
+                load[r] += g.demand[r] * c
+        used = [0.0] * nres
+        order = sorted(self.groups.values(), key=lambda g: g.cap)
+        eps = self.EPS
+        live = [True] * len(order)
         i, n = 0, len(order)
         while i < n:
-            if order[i] is None:
+            if not live[i]:
                 i += 1
                 continue
-            # the level at which each resource saturates with all unfrozen flows at one rate
             lam, which = order[i].cap, -1
             for r in range(nres):
-                if load[r] > self.EPS:
+                if load[r] > eps:
                     lr = cap_left[r] / load[r]
                     if lr < lam:
                         lam, which = lr, r
-            if which < 0:            # flow i reaches its cap first
-                f = order[i]
-                f.rate, f.limiter = f.cap, -1
-                for r, d in enumerate(f.demand):
-                    cap_left[r] -= d * f.cap
-                    load[r] -= d
-                order[i] = None
-                i += 1
-            else:                    # resource `which` saturates: freeze every flow that uses it
-                for j in range(i, n):
-                    f = order[j]
-                    if f is not None and f.demand[which] > self.EPS:
-                        f.rate, f.limiter = lam, which
-                        for r, d in enumerate(f.demand):
-                            cap_left[r] -= d * lam
-                            load[r] -= d
-                        order[j] = None
+            freeze = [i] if which < 0 else [j for j in range(i, n) if live[j] and order[j].demand[which] > eps]
+            for j in freeze:
+                g = order[j]
+                rate = g.cap if which < 0 else lam
+                g.rate, g.limiter = rate, which
+                c = len(g.heap)
+                for r in range(nres):
+                    u = g.demand[r] * rate * c
+                    cap_left[r] -= u
+                    used[r] += u
+                    load[r] -= g.demand[r] * c
+                live[j] = False
+            if which >= 0:
                 cap_left[which] = 0.0
                 load[which] = 0.0
+        self._used = used
 
     def _sample(self) -> None:
         """Remember resource usage when it changes by more than 1% of a capacity (for counters)."""
-        used = [0.0] * len(self.capacity)
-        for f in self.flows:
-            for r, d in enumerate(f.demand):
-                used[r] += f.rate * d
+        used = self._used
         last = self._samples[-1][1] if self._samples else None
         if last is None or any(abs(u - v) > 0.01 * c for u, v, c in zip(used, last, self.capacity)):
             if self._samples and self._samples[-1][0] == self.env.now:
@@ -220,11 +249,16 @@ class FluidNetwork:
 
     def _schedule(self) -> None:
         self._sample()
-        if not self.flows:
+        if not self.groups:
             return
         self._version += 1
         v = self._version
-        dt = min(f.remaining / f.rate if f.rate > 0 else float("inf") for f in self.flows)
+        dt = float("inf")
+        for g in self.groups.values():
+            if g.rate > 0:
+                d = (g.heap[0][0] - g.progress) / g.rate
+                if d < dt:
+                    dt = d
         if dt == float("inf"):
             raise RuntimeError("FluidNetwork: active flows but no bandwidth (a resource has zero capacity)")
         ev = self.env.timeout(max(dt, 0.0))
@@ -234,18 +268,23 @@ class FluidNetwork:
         if version != self._version:
             return
         self._advance()
-        done = [f for f in self.flows if f.remaining <= self.EPS * max(1.0, f.rate)]
+        done = []
+        for key, g in list(self.groups.items()):
+            tol = self.EPS * max(1.0, g.rate)
+            while g.heap and g.heap[0][0] - g.progress <= tol:
+                done.append(heapq.heappop(g.heap)[2])
+            if not g.heap:
+                del self.groups[key]
         if not done:   # floating point: finish the closest one
-            done = [min(self.flows, key=lambda f: f.remaining)]
-        for f in done:
-            self.flows.remove(f)
+            g = min(self.groups.values(), key=lambda g: (g.heap[0][0] - g.progress) / g.rate if g.rate else 1e300)
+            done.append(heapq.heappop(g.heap)[2])
+            if not g.heap:
+                del self.groups[g.key]
         self._reallocate()
         self._schedule()
         for f in done:
+            g = f.group
+            f.limited = [a - b for a, b in zip(g.limited, f.limited)]
             if f.on_done is not None:
                 f.on_done(f)
             f.event.succeed(f)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.flows)

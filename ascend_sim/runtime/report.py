@@ -13,7 +13,7 @@ from ..hw import ChipSpec
 from ..timeline import OpRecord, Timeline
 
 COLUMNS = ("name", "device", "stream", "start_us", "duration_us", "launch_us", "wait_us", "core_type",
-           "block_dim", "bytes_read", "bytes_written", "l2_hit_rate", "bound")
+           "block_dim", "bytes_read", "bytes_written", "l2_bytes", "hbm_bytes", "l2_hit_rate", "bound")
 
 
 class Report:

@@ -177,3 +177,12 @@ def test_pipe_trace_records_every_instruction(chip):
     mte2 = [iv for iv in sim.engine.timeline.intervals if iv.lane == "AIV0.MTE2"][0]
     vec = [iv for iv in sim.engine.timeline.intervals if iv.lane == "AIV0.VECTOR"][0]
     assert vec.start_us >= mte2.end_us                      # the flag orders them
+
+
+def test_bytes_at_each_level(chip):
+    size = 16 * MiB
+    (first, second), _ = run_plans(chip, _read(chip, size), _read(chip, size))
+    assert first.bytes_read == second.bytes_read == size
+    assert first.l2_bytes == second.l2_bytes == size          # aligned: no padding
+    assert first.hbm_bytes == pytest.approx(size, rel=0.01)   # cold: everything from HBM
+    assert second.hbm_bytes == pytest.approx(0, abs=0.01 * size)
