@@ -271,10 +271,16 @@ class ProgramBuilder:
 
     # ----- FIXPIPE: L0C -> GM / L1 -----
     def fixpipe_to_gm(self, m: int, n: int, out_itemsize: float, tensor: str, offset: int, row_stride: int,
-                      *, c_addr: int = 0, nz2nd: bool = True, name: str = "FIXP.l0c_to_gm") -> int:
-        """Write an m x n L0C tile to GM, converted to the output dtype; NZ2ND writes m rows of n."""
+                      *, c_addr: int = 0, nz2nd: bool = True, quant: bool = False, relu: bool = False,
+                      fb_addr: int = 0, name: str | None = None) -> int:
+        """Write an m x n L0C tile to GM, converted to the output dtype on the way (cast, per-channel
+        quantisation with scales from the fixpipe buffer, ReLU: all at the same element rate);
+        NZ2ND writes m rows of n, otherwise NZ fractal columns."""
+        name = name or "FIXP.l0c_to_gm" + (".quant" if quant else "") + (".relu" if relu else "")
         m0, n0 = self.chip.cube.m0, self.chip.cube.n0
         self.check(name, Buf.L0C, c_addr, _ceil(m, m0) * m0 * _ceil(n, n0) * n0 * 4)
+        if quant:
+            self.check(name, Buf.FB, fb_addr, _ceil(n, n0) * n0 * 8)   # one 64-bit scale per column
         rate = self.chip.cube.fixpipe_elems_per_cycle * out_itemsize
         if nz2nd:
             acc = self.gm_access(name, "l0c_to_gm", tensor, offset, m, int(n * out_itemsize), row_stride, True, rate)
@@ -292,6 +298,13 @@ class ProgramBuilder:
         self.check(name, Buf.L1, dst_addr, int(elems * out_itemsize))
         cycles = _ceil(elems, self.chip.cube.fixpipe_elems_per_cycle)
         return self._emit(COMPUTE, Pipe.FIXPIPE, name, cycles, self.chip.cube.fixpipe_latency_cycles, None)
+
+    def copy_ub_to_l1(self, src_addr: int, dst_addr: int, nbytes: int, *, name: str = "MTE3.ub_to_l1") -> int:
+        """UB -> L1 on chips whose cores hold both (coupled AI Cores)."""
+        self.check(name, Buf.UB, src_addr, nbytes)
+        self.check(name, Buf.L1, dst_addr, nbytes)
+        p = self._path(name, "ub_to_l1")
+        return self._emit(COMPUTE, Pipe.MTE3, name, _ceil(nbytes, p.bytes_per_cycle), p.latency_cycles, None)
 
     # ----- VECTOR -----
     def vector(self, op_class: str, dtype: str, n: int, *, addrs: tuple[int, ...] = (0,), name: str | None = None) -> int:

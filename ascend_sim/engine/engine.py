@@ -106,6 +106,7 @@ class DeviceModel:
                                 (chip.memory.l2_bandwidth_GBps * per_cycle, chip.memory.hbm_bandwidth_GBps * per_cycle))
         self.host_clock = 0.0
         self.hbm_counter = Counter(index, "HBM GB/s")
+        self.l2_bw_counter = Counter(index, "L2 GB/s")
         self.l2_counter = Counter(index, "L2 hit rate")
 
 
@@ -127,7 +128,7 @@ class Engine:
         self._lat_write = m.l2_write_latency_cycles
         self._lat_miss = m.hbm_extra_latency_cycles
         self._scale = {"AIC": 1.0, "AIV": chip.cores.aic_mhz / chip.cores.aiv_mhz}
-        self.timeline.counters = [c for d in self.devices for c in (d.hbm_counter, d.l2_counter)]
+        self.timeline.counters = [c for d in self.devices for c in (d.hbm_counter, d.l2_bw_counter, d.l2_counter)]
 
     # ----- time units -----
     def us(self, cycles: float) -> float:
@@ -159,9 +160,12 @@ class Engine:
             self._raise_deadlock(unfinished)
         for dm in self.devices:
             dm.host_clock = max(dm.host_clock, env.now)
+            to_gbps = self.mhz * 1e6 / 1e9
             for t, usage in dm.net.take_samples():
                 dm.hbm_counter.times_us.append(self.us(t))
-                dm.hbm_counter.values.append(usage[HBM_RES] * self.mhz * 1e6 / 1e9)
+                dm.hbm_counter.values.append(usage[HBM_RES] * to_gbps)
+                dm.l2_bw_counter.times_us.append(self.us(t))
+                dm.l2_bw_counter.values.append(usage[L2_RES] * to_gbps)
         records.sort(key=lambda r: (r.start_us, r.task_id))
         self.timeline.ops.extend(records)
         return records
@@ -198,6 +202,11 @@ class Engine:
             if t.kind == "event_wait":
                 yield self._event(t.wait_for)
                 rec.start_us = self.us(env.now)
+                src = t.wait_for
+                if src.stream is not t.stream and src.record is not None:
+                    self.timeline.flows.append(Flow("event", src.stream.device.index, f"stream:{src.stream.name}",
+                                                    src.record.start_us, dm.index, f"stream:{t.stream.name}",
+                                                    rec.start_us))
             elif t.kind in ("event_record", "host"):
                 rec.start_us = self.us(env.now)
                 if t.kind == "host":
@@ -406,6 +415,9 @@ class Engine:
                         del self._waiting[wkey]
                     if v > t:
                         t = v
+                    if record:
+                        self.timeline.flows.append(Flow(f"cross-core flag {fid}", dev, f"{from_core}->{label}",
+                                                        v / self.mhz, dev, lane_name, t / self.mhz))
         st.busy[lane] += busy
         return max(t, done)
 

@@ -186,3 +186,51 @@ def test_bytes_at_each_level(chip):
     assert first.l2_bytes == second.l2_bytes == size          # aligned: no padding
     assert first.hbm_bytes == pytest.approx(size, rel=0.01)   # cold: everything from HBM
     assert second.hbm_bytes == pytest.approx(0, abs=0.01 * size)
+
+
+def test_mix_kernel_cross_core_flags_order_aic_and_aiv(chip):
+    aic = ProgramBuilder(chip, "AIC")
+    aic.mmad(128, 128, 128, "float16")
+    aic.cross_set(Pipe.CUBE, 1)                       # to both AIVs
+    aic.cross_wait(Pipe.CUBE, 2, "AIV")               # until both AIVs answered
+    aic.mmad(128, 128, 128, "float16")
+    aivs = []
+    for _ in range(2):
+        v = ProgramBuilder(chip, "AIV")
+        v.cross_wait(Pipe.VECTOR, 1, "AIC")
+        v.vector("exp", "float32", 8192)
+        v.cross_set(Pipe.VECTOR, 2)
+        aivs.append(v.build())
+    plan = KernelPlan("mix", "MIX", [[aic.build()] + aivs])
+    (rec,), sim = run_plans(chip, (plan, {}), trace="pipe")
+    iv = sim.engine.timeline.intervals
+    cube = sorted((i for i in iv if i.lane.endswith("CUBE")), key=lambda i: i.start_us)
+    vec = [i for i in iv if i.lane.endswith("VECTOR")]
+    assert len(cube) == 2 and len(vec) == 2
+    assert all(v.start_us >= cube[0].end_us for v in vec)           # AIVs wait for the first MMAD
+    assert cube[1].start_us >= max(v.end_us for v in vec)           # the AIC waits for both AIVs
+    assert rec.core_type == "MIX" and rec.attrs["cores_used"] == 3
+    assert any(f.name.startswith("cross-core") for f in sim.engine.timeline.flows)
+
+
+def test_cross_stream_event_leaves_a_flow(chip):
+    from ascend_sim.runtime import Event, Simulator, Task
+    sim = Simulator(chip, trace="ops")
+    dev = sim.current_device
+    s1 = dev.new_stream("s1")
+    p1, _ = _vector_kernel(chip, "first", 2)
+    sim.submit(Task("first", "kernel", dev.default_stream, plan=p1))
+    ev = Event()
+    ev.record(dev.default_stream)
+    ev.wait(s1)
+    sim.synchronize()
+    (flow,) = sim.engine.timeline.flows
+    assert (flow.src_lane, flow.dst_lane) == ("stream:default", "stream:s1") and flow.dst_us >= flow.src_us
+
+
+def test_hbm_counter_follows_the_traffic(chip):
+    (rec,), sim = run_plans(chip, _copy(chip, 64 * MiB))
+    hbm = next(c for c in sim.engine.timeline.counters if c.name == "HBM GB/s")
+    assert hbm.times_us == sorted(hbm.times_us)
+    assert max(hbm.values) == pytest.approx(chip.memory.hbm_bandwidth_GBps, rel=0.01)
+    assert hbm.values[-1] == 0.0
