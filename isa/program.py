@@ -119,6 +119,7 @@ class KernelPlan:
     tiling: Any = None
     flops: float = 0.0
     aicpu_cycles: float = 0.0           # AI_CPU kernels: work on one AI CPU core
+    workspace_bytes: int = 0            # GM scratch the kernel needs, addressed as tensor "workspace"
 
     def __post_init__(self):
         if self.core_type not in CORE_TYPES:

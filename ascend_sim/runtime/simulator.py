@@ -151,6 +151,10 @@ class Simulator:
         records = self._run(pending)
         self._records.extend(records)
         self._timeline = self.engine.timeline
+        for t in pending:
+            # what ran is kept as its record; plans and scratch memory are let go
+            t.plan = None
+            t.attrs.pop("_workspace", None)
         for d in self.devices:
             for s in d.streams:
                 s.completed = s.queued

@@ -20,7 +20,7 @@ import numpy as np
 from .. import dtypes as D
 from .. import ops as _ops
 from ..runtime import Task, current_simulator
-from ..tensor import NPUTensor
+from ..tensor import NPUTensor, TensorMeta
 from . import _interop
 from ._api_table import API_TABLE, ApiEntry
 
@@ -130,8 +130,15 @@ def run_op(sim, dev, op: _ops.Op, a: _ops.Args) -> tuple[NPUTensor, ...]:
     if work:
         plan = op.plan(a, metas, sim.chip)
         inputs = tuple(v.meta for v in a.values() if isinstance(v, NPUTensor))
+        addrs = addresses(a, outputs)
+        attrs = op.attrs(a)
+        if plan is not None and plan.workspace_bytes:
+            # GM scratch for the kernel, held until the task has run
+            ws = dev.new_tensor(TensorMeta((int(plan.workspace_bytes),), D.uint8))
+            addrs["workspace"] = ws.address
+            attrs["_workspace"] = ws
         sim.submit(Task(op.name, "kernel" if plan is not None else "host", dev.current_stream, plan=plan,
-                        inputs=inputs, outputs=metas, attrs=op.attrs(a), addresses=addresses(a, outputs)))
+                        inputs=inputs, outputs=metas, attrs=attrs, addresses=addrs))
     if datas is not None and not dev.float_status:
         dev.float_status = overflowed([v for v in a.values() if isinstance(v, NPUTensor)], datas)
     return outputs
