@@ -54,7 +54,8 @@ class Op:
         raise NotImplementedError(f"{self.name}: compute")
 
     def plan(self, a: Args, outs: Sequence[TensorMeta], chip):
-        """The KernelPlan; None for ops with no device work (metadata only)."""
+        """The KernelPlan, or a list of them when the op launches several kernels in order (each
+        becomes a task on the stream, under the op's name); None for no device work."""
         return None
 
     def inplace_target(self, a: Args) -> str | None:

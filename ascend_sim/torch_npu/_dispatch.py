@@ -128,17 +128,23 @@ def run_op(sim, dev, op: _ops.Op, a: _ops.Args) -> tuple[NPUTensor, ...]:
         outputs = tuple(dev.new_tensor(m, None if datas is None else np.ascontiguousarray(d))
                         for m, d in zip(metas, datas or (None,) * len(metas)))
     if work:
-        plan = op.plan(a, metas, sim.chip)
+        plans = op.plan(a, metas, sim.chip)
         inputs = tuple(v.meta for v in a.values() if isinstance(v, NPUTensor))
         addrs = addresses(a, outputs)
         attrs = op.attrs(a)
-        if plan is not None and plan.workspace_bytes:
-            # GM scratch for the kernel, held until the task has run
-            ws = dev.new_tensor(TensorMeta((int(plan.workspace_bytes),), D.uint8))
-            addrs["workspace"] = ws.address
-            attrs["_workspace"] = ws
-        sim.submit(Task(op.name, "kernel" if plan is not None else "host", dev.current_stream, plan=plan,
-                        inputs=inputs, outputs=metas, attrs=attrs, addresses=addrs))
+        if plans is None or not isinstance(plans, (list, tuple)):
+            plans = [plans]
+        for k, plan in enumerate(plans):
+            task_addrs, task_attrs = dict(addrs), dict(attrs)
+            if plan is not None and plan.workspace_bytes:
+                # GM scratch for the kernel, held until the task has run
+                ws = dev.new_tensor(TensorMeta((int(plan.workspace_bytes),), D.uint8))
+                task_addrs["workspace"] = ws.address
+                task_attrs["_workspace"] = ws
+            if len(plans) > 1:
+                task_attrs["kernel"] = plan.name if plan is not None else f"part{k}"
+            sim.submit(Task(op.name, "kernel" if plan is not None else "host", dev.current_stream, plan=plan,
+                            inputs=inputs, outputs=metas, attrs=task_attrs, addresses=task_addrs))
     if datas is not None and not dev.float_status:
         dev.float_status = overflowed([v for v in a.values() if isinstance(v, NPUTensor)], datas)
     return outputs
