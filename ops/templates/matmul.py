@@ -46,11 +46,12 @@ class MatmulTiling:
     iterate_order: str = "M"   # "M": consecutive tiles move along M; "N": along N
     swizzle: int = 1
     block_dim: int = 0         # 0: every cube core
+    split_k: int = 1           # K cut into this many parts on different blocks (fp32 partials summed)
 
     def __str__(self) -> str:
         return (f"base {self.base_m}x{self.base_n}x{self.base_k} step_k={self.step_k} L1x{self.l1_buffers} "
                 f"L0x{self.l0_buffers} L0Cx{self.l0c_buffers} order={self.iterate_order} swizzle={self.swizzle} "
-                f"block_dim={self.block_dim}")
+                f"block_dim={self.block_dim} split_k={self.split_k}")
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,10 @@ class MatmulProblem:
     out_dtype: DType
     out_nz: bool = False
     bias: str | None = None          # per-N bias, added in L0C via the bias table
-    bias_dtype: DType | None = None
-    scale: str | None = None         # per-N dequant scale, applied by FIXPIPE from the fixpipe buffer
+    bias_itemsize: float = 4.0
+    scale: str | None = None         # per-N dequant scale (64-bit each), applied by FIXPIPE from the FB
+    scale_per_tensor: bool = False   # one scale for all N
+    relu: bool = False
     out_batch_stride: int = 0
 
 
@@ -97,9 +100,10 @@ def _fits(chip: ChipSpec, t: MatmulTiling, dt: DType) -> list[str]:
     if t.base_m * t.base_n * 4 * t.l0c_buffers > b.l0c:
         bad.append(f"L0C (base_m*base_n*4 B x {t.l0c_buffers} buffers = {t.base_m * t.base_n * 4 * t.l0c_buffers}"
                    f" > {b.l0c})")
-    l1 = dt.nbytes((t.base_m + t.base_n) * t.base_k * t.step_k) * t.l1_buffers
+    l1 = dt.nbytes((t.base_m + t.base_n) * t.base_k * t.step_k) * t.l1_buffers + 4096 + t.base_n * 8
     if l1 > b.l1:
-        bad.append(f"L1 ((base_m+base_n)*base_k*step_k*{dt.itemsize:g} B x {t.l1_buffers} buffers = {l1} > {b.l1})")
+        bad.append(f"L1 ((base_m+base_n)*base_k*step_k*{dt.itemsize:g} B x {t.l1_buffers} buffers + bias/scale "
+                   f"staging = {l1} > {b.l1})")
     return bad
 
 
@@ -108,7 +112,7 @@ def check_tiling(name: str, chip: ChipSpec, t: MatmulTiling, dt: DType) -> None:
     for field, v, q in (("base_m", t.base_m, m0), ("base_n", t.base_n, n0), ("base_k", t.base_k, k0)):
         if v < q or v % q:
             raise ISAError(f"{name}: tiling {field}={v} must be a positive multiple of {q} for {dt.name}")
-    for field in ("step_k", "l1_buffers", "l0_buffers", "l0c_buffers", "swizzle"):
+    for field in ("step_k", "l1_buffers", "l0_buffers", "l0c_buffers", "swizzle", "split_k"):
         if getattr(t, field) < 1:
             raise ISAError(f"{name}: tiling {field} must be >= 1, got {getattr(t, field)}")
     if t.iterate_order not in ("M", "N"):
@@ -186,15 +190,44 @@ def _load(b: ProgramBuilder, op: Operand, addr: int, batch: int, r0: int, nr: in
                   int(C * item), nd2nz=True)
 
 
-def matmul_plan(name: str, chip: ChipSpec, p: MatmulProblem, tiling: MatmulTiling | None = None) -> KernelPlan:
+def matmul_plan(name: str, chip: ChipSpec, p: MatmulProblem, tiling: MatmulTiling | None = None):
+    """The cube kernel for ``p`` -- or, with split_k > 1, [the cube kernel writing fp32 partials
+    into the workspace with atomic adds, the vector kernel casting them (plus bias) to the output]."""
     dt = p.a.dtype
     if dt.name not in chip.cube.macs_per_cycle:
         raise ISAError(f"{name}: the cube of {chip.name} has no {dt.name} mode "
                        f"(it has {', '.join(chip.cube.macs_per_cycle)})")
     t = tiling or default_tiling(chip, p)
     check_tiling(name, chip, t, dt)
+    if t.split_k > 1:
+        return _split_k_plans(name, chip, p, t)
+    return _cube_plan(name, chip, p, t)
+
+
+def _split_k_plans(name: str, chip: ChipSpec, p: MatmulProblem, t: MatmulTiling):
+    from .elementwise import Operand as EOp, VectorStep, elementwise_plan
+    partial = replace(p, out="workspace", out_dtype=get_dtype("float32"), out_nz=False, bias=None, scale=None,
+                      relu=False, out_batch_stride=p.m * p.n * 4 if p.batch > 1 else 0)
+    cube = _cube_plan(name + ".splitk", chip, partial, t)
+    cube.workspace_bytes = p.batch * p.m * p.n * 4
+    inputs = [EOp("workspace", 4.0)]
+    steps = [VectorStep("unary", "float32")]                 # cast to the output dtype
+    if p.bias:
+        steps.insert(0, VectorStep("binary", "float32"))     # + bias (broadcast over rows)
+    cast = elementwise_plan(name + ".cast", chip, p.batch * p.m * p.n, inputs, [EOp(p.out, p.out_dtype.itemsize)],
+                            steps)
+    cast.workspace_bytes = 0
+    return [cube, cast]
+
+
+def _cube_plan(name: str, chip: ChipSpec, p: MatmulProblem, t: MatmulTiling) -> KernelPlan:
+    dt = p.a.dtype
     n_m, n_n = -(-p.m // t.base_m), -(-p.n // t.base_n)
-    order = [(bi, mi, ni) for bi in range(p.batch) for mi, ni in _swizzled(n_m, n_n, t.iterate_order, t.swizzle)]
+    k_parts = t.split_k
+    k_span = -(-p.k // k_parts)
+    k_span = -(-k_span // (t.base_k * t.step_k)) * t.base_k * t.step_k
+    order = [(bi, mi, ni, kp) for bi in range(p.batch) for mi, ni in _swizzled(n_m, n_n, t.iterate_order, t.swizzle)
+             for kp in range(k_parts) if kp * k_span < p.k]
     block_dim = min(t.block_dim or chip.cores.aic, len(order))
     k_l1 = t.base_k * t.step_k
     a_l1 = dt.nbytes(t.base_m * k_l1)
@@ -203,19 +236,31 @@ def matmul_plan(name: str, chip: ChipSpec, p: MatmulProblem, tiling: MatmulTilin
     b_l0 = dt.nbytes(t.base_k * t.base_n)
     c_l0 = t.base_m * t.base_n * 4
     out_item = p.out_dtype.itemsize
+    # L1 after the A/B buffers: the tile's bias and dequant scales, on their way to BT and FB
+    extra_l1 = t.l1_buffers * (a_l1 + b_l1)
+    has_bt = chip.buffers.bt > 0
     blocks = []
     for blk in range(block_dim):
         b = ProgramBuilder(chip, "AIC")
         i1 = i0 = ic = 0
-        if p.bias:
-            b.load_gm(Buf.L1, 0, p.bias, 0, 1, max(32, int(min(p.n, t.base_n) * 4)), name="MTE2.bias")
-        for (bi, mi, ni) in order[blk::block_dim]:
+        for (bi, mi, ni, kp) in order[blk::block_dim]:
             m_lo, n_lo = mi * t.base_m, ni * t.base_n
             m = min(t.base_m, p.m - m_lo)
             n = min(t.base_n, p.n - n_lo)
             bufc = ic % t.l0c_buffers
-            for k_lo in range(0, p.k, k_l1):
-                kl = min(k_l1, p.k - k_lo)
+            k_first, k_end = kp * k_span, min(p.k, (kp + 1) * k_span)
+            if p.bias:
+                nb = max(32, int(math.ceil(n * p.bias_itemsize / 32) * 32))
+                b.load_gm(Buf.L1, extra_l1, p.bias, int(n_lo * p.bias_itemsize), 1, nb, name="MTE2.bias")
+                if has_bt:
+                    b.load_l1(Buf.BT, 0, extra_l1, min(nb, chip.buffers.bt), name="MTE1.bias_to_bt")
+            if p.scale:
+                ns = 8 if p.scale_per_tensor else max(32, n * 8)
+                b.load_gm(Buf.L1, extra_l1 + 4096, p.scale, 0 if p.scale_per_tensor else n_lo * 8, 1, ns,
+                          name="MTE2.scale")
+                b.load_l1(Buf.FB, 0, extra_l1 + 4096, min(ns, chip.buffers.fb), name="MTE1.scale_to_fb")
+            for k_lo in range(k_first, k_end, k_l1):
+                kl = min(k_l1, k_end - k_lo)
                 buf1 = i1 % t.l1_buffers
                 a_addr = buf1 * (a_l1 + b_l1)
                 b_addr = a_addr + a_l1
@@ -235,7 +280,7 @@ def matmul_plan(name: str, chip: ChipSpec, p: MatmulProblem, tiling: MatmulTilin
                     b.load_l1(Buf.L0B, buf0 * b_l0, b_addr, dt.nbytes(-(-kk // dt.c0) * dt.c0 * (-(-n // 16) * 16)))
                     b.set_flag(MTE1, M, buf0)
                     b.wait_flag(MTE1, M, buf0)
-                    if ks == 0 and k_lo == 0 and ic >= t.l0c_buffers:
+                    if ks == 0 and k_lo == k_first and ic >= t.l0c_buffers:
                         b.wait_flag(FIX, M, bufc)          # L0C buffer written out
                     b.mmad(m, n, kk, dt.name, a_addr=buf0 * a_l0, b_addr=buf0 * b_l0, c_addr=bufc * c_l0)
                     b.set_flag(M, MTE1, buf0)
@@ -245,16 +290,17 @@ def matmul_plan(name: str, chip: ChipSpec, p: MatmulProblem, tiling: MatmulTilin
             b.set_flag(M, FIX, bufc)
             b.wait_flag(M, FIX, bufc)
             out_off = bi * p.out_batch_stride
+            fx = dict(c_addr=bufc * c_l0, quant=bool(p.scale), relu=p.relu)
             if p.out_nz:
                 m_pad = -(-p.m // 16) * 16
                 b.fixpipe_to_gm(m, n, out_item, p.out, int(out_off + (n_lo // 16) * m_pad * 32 + m_lo * 32),
-                                int(m_pad * 32), c_addr=bufc * c_l0, nz2nd=False)
+                                int(m_pad * 32), nz2nd=False, **fx)
             else:
                 b.fixpipe_to_gm(m, n, out_item, p.out, int(out_off + (m_lo * p.n + n_lo) * out_item),
-                                int(p.n * out_item), c_addr=bufc * c_l0)
+                                int(p.n * out_item), **fx)
             b.set_flag(FIX, M, bufc)
             ic += 1
         blocks.append([b.build()])
     flops = 2.0 * p.batch * p.m * p.n * p.k
-    return KernelPlan(name, "AIC", blocks, tensors=tuple(x for x in (p.a.name, p.b.name, p.out, p.bias) if x),
+    return KernelPlan(name, "AIC", blocks, tensors=tuple(x for x in (p.a.name, p.b.name, p.out, p.bias, p.scale) if x),
                       tiling=replace(t, block_dim=block_dim), flops=flops)
