@@ -13,6 +13,9 @@ Every instruction has a pipe and a cost that depends on its operands and the Chi
 * sync: ``set_flag``/``wait_flag`` between pipes (event ids from the chip), ``pipe_barrier``,
   and cross-core flags between the AIC and AIV blocks of a MIX kernel.
 
+The burst/block model is the reason data formats matter: an ND weight whose rows are not 512-byte
+aligned moves more pieces than an NZ one, whose fractal columns are long aligned runs.
+
 A :class:`Program` stores instructions column by column in plain lists (no object per
 instruction), so building 10^5 of them stays cheap; :class:`ProgramBuilder` emits them with their
 costs and checks every operand against its buffer: an operand out of range or misaligned, or a
@@ -23,9 +26,12 @@ program(s) of its core(s), plus the names of the GM tensors the programs address
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from ascend_sim.hw import ChipSpec
 
@@ -139,6 +145,33 @@ class KernelPlan:
         return sum(len(p) for b in self.blocks for p in b)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _rows_cost(phase0: int, rows: int, row_bytes: int, stride_mod: int, rate: float, block: int,
+               burst: int) -> tuple[int, float]:
+    """(bus bytes, path cycles) of ``rows`` rows of ``row_bytes`` whose starts sit at burst phases
+    phase0, phase0 + stride_mod, ... (mod ``burst``).
+
+    A row is moved as pieces cut at burst (L2 line) boundaries; each piece moves whole ``block``s
+    and occupies the path for its bytes / rate, but at least one cycle. So a row that starts off a burst boundary costs
+    an extra piece, and short rows cannot use the path's full width (CATLASS: 512-byte aligned
+    rows move fastest). Row phases repeat with period burst / gcd(stride, burst): cost one period.
+    """
+    period = 1 if rows == 1 or stride_mod == 0 else burst // math.gcd(stride_mod, burst)
+    n = min(rows, period)
+    phases = (phase0 + np.arange(n, dtype=np.int64) * stride_mod) % burst
+    counts = np.full(n, rows // n, dtype=np.int64)
+    counts[: rows - (rows // n) * n] += 1
+    first = np.minimum(row_bytes, burst - phases)
+    rest = row_bytes - first
+    full, last = rest // burst, rest % burst
+    first_bus = -(-(phases % block + first) // block) * block
+    last_bus = -(-last // block) * block
+    piece = lambda b: np.maximum(1.0, b / rate)   # noqa: E731
+    bus = first_bus + full * burst + last_bus
+    cyc = piece(first_bus) + full * piece(burst) + np.where(last > 0, piece(last_bus), 0)
+    return int((bus * counts).sum()), float((cyc * counts).sum())
+
+
 def _ceil(a: float, b: float) -> int:
     if isinstance(a, int) and isinstance(b, int):
         return -(-a // b)
@@ -200,18 +233,13 @@ class ProgramBuilder:
             raise ISAError(f"{self._where(name)}: GM rows overlap (stride {stride} < row {row_bytes} bytes)")
         path = self._path(name, path_key)
         rate = path.bytes_per_cycle if rate_cap is None else min(path.bytes_per_cycle, rate_cap)
-        blk = self._block
-        # Row starts repeat their 32-byte phase with period blk / gcd(stride, blk): cost one period.
-        period = blk // math.gcd(stride, blk) if rows > 1 else 1
-        n = min(rows, period)
-        bus = cyc = 0.0
-        for r in range(n):
-            phase = (offset + r * stride) % blk
-            rb = _ceil(phase + row_bytes, blk) * blk
-            count = (rows - r + period - 1) // period if rows > period else 1
-            bus += rb * count
-            cyc += max(1, _ceil(rb, rate)) * count
-        return GMAccess(tensor, offset, rows, row_bytes, stride, write, rows * row_bytes, int(bus), cyc, path_key)
+        if rows > 1 and stride == row_bytes:      # one contiguous run
+            row_bytes, rows = rows * row_bytes, 1
+        burst = self.chip.memory.burst_bytes
+        bus, cyc = _rows_cost(offset % burst, rows, row_bytes, stride % burst, float(rate), self._block, burst)
+        payload = rows * row_bytes
+        return GMAccess(tensor, offset, rows, row_bytes, stride if rows > 1 else row_bytes, write, payload, bus, cyc,
+                        path_key)
 
     def _gm(self, pipe: Pipe, name: str, acc: GMAccess, latency: float) -> int:
         self.prog.accesses.append(acc)

@@ -36,6 +36,11 @@ from .memory import FluidNetwork, L2Cache
 
 L2_RES, HBM_RES = 0, 1
 
+# A prefetch is simulated in pieces of this many bytes, so an op that starts reading while it is
+# under way finds the pieces already in L2. A modelling granularity, not a hardware number: finer
+# pieces cost wall time and change no steady-state rate.
+PREFETCH_PIECE_BYTES = 2 << 20
+
 
 class DeadlockError(RuntimeError):
     """A wait_flag (or cross-core wait) that no set answers."""
@@ -146,8 +151,8 @@ class Engine:
         for t in sorted(tasks, key=lambda t: t.id):
             by_stream[t.stream].append(t)
             dm = self.devices[t.stream.device.index]
-            if t.kind == "kernel":
-                # the host launches kernels one after another, from where it stands
+            if t.kind in ("kernel", "prefetch"):
+                # the host launches tasks one after another, from where it stands
                 dm.host_clock = max(dm.host_clock, env.now)
                 launch = self.cycles(self.chip.runtime.kernel_launch_us)
                 t.attrs.setdefault("_launch", (dm.host_clock, dm.host_clock + launch))
@@ -211,6 +216,24 @@ class Engine:
                 rec.start_us = self.us(env.now)
                 if t.kind == "host":
                     records.append(rec)
+            elif t.kind == "prefetch":
+                launch_start, launch_end = t.attrs["_launch"]
+                if env.now < launch_end:
+                    yield env.timeout(launch_end - env.now)
+                rec.launch_us = self.us(launch_end - launch_start)
+                start = env.now
+                base, nbytes = t.attrs["_range"]
+                moved = yield from self.prefetch(dm, base, nbytes, PREFETCH_PIECE_BYTES)
+                rec.start_us = self.us(start)
+                rec.duration_us = self.us(env.now - start)
+                rec.core_type = "CMO"
+                rec.bytes_read = nbytes
+                rec.hbm_bytes = int(moved)
+                rec.l2_bytes = nbytes
+                rec.bound = "hbm" if moved else "l2"
+                self.timeline.intervals.append(Interval(f"stream:{t.stream.name}", dm.index, rec.start_us,
+                                                        rec.end_us, t.name))
+                records.append(rec)
             elif t.kind == "kernel":
                 launch_start, launch_end = t.attrs["_launch"]
                 ready = env.now
@@ -440,11 +463,12 @@ class Engine:
             n = len(idx)
             st.read_lines += n
             st.hit_lines += hits
-            miss = 1.0 - hits / n if n else 0.0
-            demand = (per_payload, per_payload * miss)
+            # a miss fills its whole line from HBM, whatever part of it the access wanted
+            fill = (n - hits) * dm.l2.line
+            demand = (per_payload, fill / acc.payload)
             lat = self._lat_read + (self._lat_miss if hits < n else 0.0)
             st.bytes_read += acc.payload
-            st.hbm_bytes += acc.bus_bytes * miss
+            st.hbm_bytes += fill
         st.l2_bytes += acc.bus_bytes
         cap = acc.payload / (acc.path_cycles * scale)
         flow = yield dm.net.start(acc.payload, cap, demand)
@@ -456,15 +480,18 @@ class Engine:
         return lat
 
     # ----- prefetch into L2 (npu_prefetch) -----
-    def prefetch(self, dm: DeviceModel, base: int, nbytes: int, chunk: int):
-        """Bring [base, base + nbytes) into L2 from HBM, chunk by chunk (a generator)."""
+    def prefetch(self, dm: DeviceModel, base: int, nbytes: int, piece: int):
+        """Bring [base, base + nbytes) into L2 from HBM piece by piece (a generator); returns the
+        bytes that came from HBM. Lines already in L2 cost nothing but a refresh of their age."""
         off = 0
+        moved = 0.0
         while off < nbytes:
-            n = min(chunk, nbytes - off)
+            n = min(piece, nbytes - off)
             idx = dm.l2.lines(base, off, 1, n, n)
-            present = dm.l2.resident_fraction(idx)
-            miss = 1.0 - present
+            miss = 1.0 - dm.l2.resident_fraction(idx)
             if miss > 0:
                 yield dm.net.start(n * miss, float("inf"), (1.0, 1.0))
+                moved += n * miss
             dm.l2.access(idx, count_hits=False)
             off += n
+        return moved

@@ -11,8 +11,8 @@ one that record set (a later use refreshed it otherwise). Reads count hits; writ
 Bandwidth (:class:`FluidNetwork`): L2 and HBM are fluid resources shared by every active transfer
 of the device (cores, prefetches, the communication engine). A transfer is a flow of payload bytes
 with its own cap (the core's path rate for its access pattern) and a demand on each resource per
-payload byte (bus bytes / payload on L2; the same times the miss fraction on HBM for reads, and
-on HBM for writes, whose lines are written back). Rates are max-min fair (progressive filling):
+payload byte: bus bytes / payload on L2; on HBM, for reads the whole lines its misses fill (a read
+of 32 bytes that misses costs HBM a 512-byte line), for writes the bytes written back. Rates are max-min fair (progressive filling):
 all unfrozen flows rise together until a flow reaches its cap or a resource saturates; those
 flows freeze and the rest continue. Rates are recomputed whenever a flow starts or ends; between
 such events every flow moves at a constant rate, so completion times are exact.

@@ -44,6 +44,14 @@ class Device:
         self.streams.append(s)
         return s
 
+    @property
+    def prefetch_stream(self) -> Stream:
+        """The stream npu_prefetch's L2 fills run on (made on first use)."""
+        for s in self.streams:
+            if s.name == "prefetch":
+                return s
+        return self.new_stream("prefetch")
+
     @contextlib.contextmanager
     def use_stream(self, stream: Stream):
         if stream.device is not self:

@@ -26,7 +26,7 @@ import numpy as np
 from .. import dtypes as D
 from .. import formats as F
 from ..ops.templates.elementwise import Operand, VectorStep, elementwise_plan
-from ..runtime import Stream, Task
+from ..runtime import Event, Stream, Task
 from ..tensor import NPUTensor, TensorMeta
 from . import _interop
 from ._dispatch import host_function
@@ -210,4 +210,36 @@ def erase_stream(sim, dev, a, as_torch):
     if t.block.stream is not t.device.current_stream:
         return None   # torch_npu: only acts when the tensor's stream is the current one
     t.device.erase_stream(t, a.stream)
+    return None
+
+
+@host_function("npu_prefetch")
+def npu_prefetch(sim, dev, a, as_torch):
+    """Bring [offset, offset + max_size) of ``input`` into L2 on the device's prefetch stream, so
+    that it runs while earlier ops run and the op that reads the weight next hits in L2. With a
+    ``dependency`` it starts only after the work queued so far on the current stream (graph mode's
+    ordering); without, as soon as the host has launched it."""
+    name = "npu_prefetch"
+    t = _tensor_arg(name, "input", a.input, dev, sim)
+    for arg in ("max_size", "offset"):
+        v = a[arg]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{name}: argument '{arg}' must be an int, got {type(v).__name__}")
+    size = t.nbytes
+    if a.max_size <= 0:
+        raise ValueError(f"{name}: argument 'max_size' must be greater than zero, got {a.max_size}")
+    if a.offset < 0:
+        raise ValueError(f"{name}: argument 'offset' must not be smaller than zero, got {a.offset}")
+    if a.offset >= size:
+        raise ValueError(f"{name}: argument 'offset' ({a.offset}) is out of range of the tensor's {size} bytes")
+    if a.dependency is not None:
+        _tensor_arg(name, "dependency", a.dependency, dev, sim)
+    nbytes = min(int(a.max_size), size - int(a.offset))     # torch_npu clamps to what the tensor holds
+    stream = dev.prefetch_stream
+    if a.dependency is not None:
+        ev = Event()
+        ev.record(dev.current_stream)
+        ev.wait(stream)
+    sim.submit(Task(name, "prefetch", stream, inputs=(t.meta,),
+                    attrs={"_range": (t.address + int(a.offset), nbytes), "bytes": nbytes}))
     return None

@@ -1,0 +1,107 @@
+"""The cube matmul template: tiling rules, the bytes it moves, and what formats and tiling change."""
+import pytest
+
+from ascend_sim.dtypes import float16, int8
+from ascend_sim.hw import get_chip
+from ascend_sim.isa import ISAError
+from ascend_sim.ops.templates.matmul import MatmulProblem, MatmulTiling, Operand, default_tiling, matmul_plan
+from ascend_sim.runtime import Simulator, Task
+
+GiB = 1 << 30
+
+
+@pytest.fixture
+def chip():
+    return get_chip("Ascend910B2")
+
+
+def problem(m, n, k, dt=float16, **kw):
+    b_nz = kw.pop("b_nz", False)
+    return MatmulProblem(1, m, n, k, Operand("a", m, k, dt), Operand("b", k, n, dt, nz=b_nz), "c", kw.pop("out", dt),
+                         **kw)
+
+
+def run(chip, plans):
+    plans = plans if isinstance(plans, list) else [plans]
+    sim = Simulator(chip, trace="ops")
+    dev = sim.current_device
+    tasks = [sim.submit(Task(p.name, "kernel", dev.default_stream, plan=p,
+                             addresses={"a": 0, "b": GiB, "c": 2 * GiB, "bias": 3 * GiB, "scale": 3 * GiB + 65536,
+                                        "workspace": 4 * GiB}))
+             for p in plans]
+    sim.synchronize()
+    return [t.record for t in tasks]
+
+
+@pytest.mark.parametrize("tiling, buffer", [
+    (MatmulTiling(base_m=256, base_k=128), "L0A"),
+    (MatmulTiling(base_n=512, base_k=64), "L0B"),
+    (MatmulTiling(base_m=256, base_n=256, base_k=32), "L0C"),
+    (MatmulTiling(base_k=64, step_k=16), "L1"),
+])
+def test_a_tiling_that_does_not_fit_names_the_buffer(chip, tiling, buffer):
+    with pytest.raises(ISAError, match=buffer):
+        matmul_plan("mm", chip, problem(1024, 1024, 1024), tiling)
+
+
+def test_tiling_dims_must_be_fractal_multiples(chip):
+    with pytest.raises(ISAError, match="base_k=24 must be a positive multiple of 16"):
+        matmul_plan("mm", chip, problem(256, 256, 256), MatmulTiling(base_k=24))
+    with pytest.raises(ISAError, match="base_k=48 must be a positive multiple of 32 for int8"):
+        matmul_plan("mm", chip, problem(256, 256, 256, int8, out=float16), MatmulTiling(base_k=48))
+
+
+def test_default_tiling_is_catlass_like_and_fits(chip):
+    t = default_tiling(chip, problem(4096, 4096, 4096))
+    assert (t.base_m, t.base_n, t.base_k) == (128, 256, 64)
+    t8 = default_tiling(chip, problem(4096, 4096, 4096, int8, out=float16))
+    assert t8.base_k == 128                                     # 128 bytes of int8
+
+
+def test_every_tile_is_written_once_and_operands_read_per_tile(chip):
+    m, n, k = 300, 520, 700                                     # nothing a multiple of the tile
+    (rec,) = run(chip, matmul_plan("mm", chip, problem(m, n, k)))
+    assert rec.bytes_written == m * n * 2
+    t = default_tiling(chip, problem(m, n, k))
+    n_m, n_n = -(-m // t.base_m), -(-n // t.base_n)
+    # each output tile reads its full row band of A and column band of B once
+    assert rec.bytes_read == n_n * m * k * 2 + n_m * k * n * 2
+    assert rec.flops == 2 * m * n * k
+
+
+def test_split_k_writes_fp32_partials_then_casts(chip):
+    p = problem(128, 256, 8192)
+    plans = matmul_plan("mm", chip, p, MatmulTiling(split_k=4))
+    assert [pl.core_type for pl in plans] == ["AIC", "AIV"] and plans[0].workspace_bytes == 128 * 256 * 4
+    rec_k, rec_cast = run(chip, plans)
+    assert rec_k.block_dim == 4                                 # one (m, n) tile, four K parts
+    assert rec_k.bytes_written == 4 * 128 * 256 * 4             # each part adds its fp32 partial
+    assert rec_cast.bytes_written == 128 * 256 * 2
+    (single,) = run(chip, matmul_plan("mm", chip, p))
+    assert rec_k.duration_us < single.duration_us               # four cores instead of one
+
+
+def test_bias_and_dequant_scale_travel_through_bt_and_fb(chip):
+    p = problem(256, 512, 256, int8, out=float16, bias="bias", scale="scale")
+    plan = matmul_plan("qmm", chip, p)
+    names = {prog.names[i] for blk in plan.blocks for prog in blk for i in prog.name}
+    assert {"MTE1.bias_to_bt", "MTE1.scale_to_fb", "FIXP.l0c_to_gm.quant"} <= names
+    (rec,) = run(chip, plan)
+    assert rec.bytes_written == 256 * 512 * 2
+
+
+def test_nz_weight_beats_nd_when_rows_are_not_512_aligned(chip):
+    # few rows of A (decode-like): the weight's loads decide the time; B rows of 8000 bytes are not
+    # 512-byte aligned, so each 256-column piece of a row straddles two bursts
+    m, k, n = 64, 4096, 4000
+    (nd,) = run(chip, matmul_plan("nd", chip, problem(m, n, k)))
+    (nz,) = run(chip, matmul_plan("nz", chip, problem(m, n, k, b_nz=True)))
+    assert nz.duration_us < nd.duration_us
+    assert nz.pipe_busy_us["MTE2"] < nd.pipe_busy_us["MTE2"]
+
+
+def test_more_cores_less_time(chip):
+    p = problem(2048, 2048, 2048)
+    (one,) = run(chip, matmul_plan("mm", chip, p, MatmulTiling(block_dim=4)))
+    (all_,) = run(chip, matmul_plan("mm", chip, p))
+    assert all_.duration_us < one.duration_us / 4
