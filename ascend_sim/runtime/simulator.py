@@ -59,10 +59,13 @@ class Simulator:
         mode: "full" computes numbers; "meta" keeps shapes, dtypes, formats and time only.
         trace: timeline detail kept: "pipe" (every instruction on every pipe), "core" (block spans
             per core) or "ops" (op spans only: the fastest, for big models).
+        memoize: replay a kernel the engine has already simulated when it meets the same plan and
+            the same L2 residency of its inputs (as one fluid flow that still shares HBM). Default:
+            on unless trace="pipe" (a replay has no instructions to show).
     """
 
     def __init__(self, chip: "str | ChipSpec" = "Ascend910B2", world_size: int = 1, mode: str = "full",
-                 trace: str = "pipe"):
+                 trace: str = "pipe", memoize: bool | None = None):
         self.chip = get_chip(chip)
         if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
             raise ValueError(f"Simulator: world_size must be a positive integer, got {world_size!r}")
@@ -72,6 +75,7 @@ class Simulator:
             raise ValueError(f"Simulator: trace must be 'ops', 'core' or 'pipe', got {trace!r}")
         self.mode = mode
         self.trace = trace
+        self.memoize = memoize
         self.world_size = world_size
         self.devices = [Device(self, r, self.chip) for r in range(world_size)]
         self._dev_var: contextvars.ContextVar[int] = contextvars.ContextVar(f"ascend_sim_dev_{id(self)}", default=0)
@@ -165,7 +169,7 @@ class Simulator:
         """The timing engine (made on first use, kept for the simulator's life: time runs on)."""
         if self._engine is None:
             from ..engine import Engine
-            self._engine = Engine(self.chip, self.world_size, trace=self.trace)
+            self._engine = Engine(self.chip, self.world_size, trace=self.trace, memoize=self.memoize)
             self._timeline = self._engine.timeline
         return self._engine
 

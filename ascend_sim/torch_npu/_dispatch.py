@@ -128,7 +128,7 @@ def run_op(sim, dev, op: _ops.Op, a: _ops.Args) -> tuple[NPUTensor, ...]:
         outputs = tuple(dev.new_tensor(m, None if datas is None else np.ascontiguousarray(d))
                         for m, d in zip(metas, datas or (None,) * len(metas)))
     if work:
-        plans = op.plan(a, metas, sim.chip)
+        plans = _plans(sim, op, a, metas)
         inputs = tuple(v.meta for v in a.values() if isinstance(v, NPUTensor))
         addrs = addresses(a, outputs)
         attrs = op.attrs(a)
@@ -148,6 +148,44 @@ def run_op(sim, dev, op: _ops.Op, a: _ops.Args) -> tuple[NPUTensor, ...]:
     if datas is not None and not dev.float_status:
         dev.float_status = overflowed([v for v in a.values() if isinstance(v, NPUTensor)], datas)
     return outputs
+
+
+# Plans are data that depend on the op, its argument metadata and the chip (and, for a few ops, on
+# the values of small integer tensors such as group lists or sequence lengths): the same call
+# shape gets the same KernelPlan object, so a model's 80 identical layers build each plan once and
+# the engine can recognise a kernel it has simulated before.
+_PLAN_CACHE: dict = {}
+_PLAN_CACHE_MAX = 4096
+SMALL_TENSOR_ELEMENTS = 4096
+
+
+def _key_of(v: Any):
+    if isinstance(v, NPUTensor):
+        m = v.meta
+        data = None
+        if v.data is not None and v.dtype.is_integer and v.numel <= SMALL_TENSOR_ELEMENTS:
+            data = v.data.tobytes()
+        return ("T", m.shape, m.dtype.name, int(m.format), data)
+    if isinstance(v, (list, tuple)):
+        return tuple(_key_of(x) for x in v)
+    if isinstance(v, np.ndarray):
+        return ("A", v.shape, str(v.dtype), v.tobytes() if v.size <= SMALL_TENSOR_ELEMENTS else id(v))
+    hash(v)
+    return v
+
+
+def _plans(sim, op, a: _ops.Args, metas):
+    try:
+        key = (op.name, sim.chip.name, id(sim.chip), tuple((k, _key_of(v)) for k, v in a.items()))
+        hash(key)
+    except TypeError:
+        return op.plan(a, metas, sim.chip)
+    hit = _PLAN_CACHE.get(key)
+    if hit is None:
+        if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
+            _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
+        hit = _PLAN_CACHE[key] = (op.plan(a, metas, sim.chip), sim.chip)
+    return hit[0]
 
 
 def addresses(a: _ops.Args, outputs) -> dict[str, int]:

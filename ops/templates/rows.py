@@ -114,6 +114,10 @@ def row_plan(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOp
              flops_per_elem: float = 0.0) -> KernelPlan:
     if rows < 1 or cols < 1:
         rows, cols = max(rows, 1), max(cols, 1)
+    # the vector steps need a working buffer of their compute dtype over the tile
+    from ascend_sim.dtypes import get_dtype
+    work = max([get_dtype(s.dtype).itemsize for s in steps if s.per == "elem"] or [0.0])
+    temps_bytes = max(temps_bytes, work)
     t = tiling or default_tiling(chip, rows, cols, inputs, outputs, temps_bytes)
     need = _ub_need(t, cols, inputs, outputs, temps_bytes)
     if need > chip.buffers.ub:
