@@ -34,8 +34,6 @@ from ascend_sim.timeline import Counter, Flow, Interval, OpRecord, Timeline
 
 from .memory import FluidNetwork, L2Cache
 
-L2_RES, HBM_RES = 0, 1
-
 # A prefetch is simulated in pieces of this many bytes, so an op that starts reading while it is
 # under way finds the pieces already in L2. A modelling granularity, not a hardware number: finer
 # pieces cost wall time and change no steady-state rate.
@@ -106,9 +104,11 @@ class DeviceModel:
         for i in range(c.aicpu):
             self.aicpu.put(f"AICPU{i}")
         self.l2 = L2Cache(chip.memory.l2_bytes, chip.memory.l2_line_bytes)
-        per_cycle = 1e9 / (c.aic_mhz * 1e6)
-        self.net = FluidNetwork(env, ("L2", "HBM"),
-                                (chip.memory.l2_bandwidth_GBps * per_cycle, chip.memory.hbm_bandwidth_GBps * per_cycle))
+        per_cycle = 1e9 / (c.aic_mhz * 1e6)       # GB/s -> bytes per (AIC) cycle
+        self.net = engine.net
+        self.res_l2 = self.net.add_resource(f"npu{index}.L2", chip.memory.l2_bandwidth_GBps * per_cycle, sampled=True)
+        self.res_hbm = self.net.add_resource(f"npu{index}.HBM", chip.memory.hbm_bandwidth_GBps * per_cycle,
+                                             sampled=True)
         self.host_clock = 0.0
         self.active: dict = {}      # running kernels -> [disturbed?]: did anything run beside them
         self.hbm_counter = Counter(index, "HBM GB/s")
@@ -129,6 +129,7 @@ class Engine:
         self._memo: dict = {}
         self.replayed = 0
         self.env = simpy.Environment()
+        self.net = FluidNetwork(self.env)     # every device's L2 and HBM, and the links between them
         self.devices = [DeviceModel(self, i) for i in range(n_devices)]
         self.timeline = Timeline(chip=chip.name)
         self.mhz = chip.cores.aic_mhz
@@ -170,14 +171,19 @@ class Engine:
         unfinished = [t for t in tasks if not self._event(t).processed]
         if unfinished:
             self._raise_deadlock(unfinished)
+        to_gbps = self.mhz * 1e6 / 1e9
+        sampled, samples = self.net.take_samples()
+        pos = {r: i for i, r in enumerate(sampled)}
         for dm in self.devices:
             dm.host_clock = max(dm.host_clock, env.now)
-            to_gbps = self.mhz * 1e6 / 1e9
-            for t, usage in dm.net.take_samples():
-                dm.hbm_counter.times_us.append(self.us(t))
-                dm.hbm_counter.values.append(usage[HBM_RES] * to_gbps)
-                dm.l2_bw_counter.times_us.append(self.us(t))
-                dm.l2_bw_counter.values.append(usage[L2_RES] * to_gbps)
+            for counter, res in ((dm.hbm_counter, dm.res_hbm), (dm.l2_bw_counter, dm.res_l2)):
+                last = None
+                for t, usage in samples:
+                    v = usage[pos[res]] * to_gbps
+                    if v != last:
+                        counter.times_us.append(self.us(t))
+                        counter.values.append(v)
+                        last = v
         records.sort(key=lambda r: (r.start_us, r.task_id))
         self.timeline.ops.extend(records)
         return records
@@ -364,7 +370,8 @@ class Engine:
         st.first = env.now
         duration = memo.last - memo.first
         if memo.l2_bytes > 0 and duration > 0:
-            yield dm.net.start(memo.l2_bytes, memo.l2_bytes / duration, (1.0, memo.hbm_bytes / memo.l2_bytes))
+            yield dm.net.start(memo.l2_bytes, memo.l2_bytes / duration,
+                               ((dm.res_l2, 1.0), (dm.res_hbm, memo.hbm_bytes / memo.l2_bytes)))
         if env.now < st.first + duration:
             yield env.timeout(st.first + duration - env.now)
         st.last = env.now
@@ -566,12 +573,12 @@ class Engine:
             st.hbm_bytes += fill
         st.l2_bytes += acc.bus_bytes
         cap = acc.payload / (acc.path_cycles * scale)
-        flow = yield dm.net.start(acc.payload, cap, demand)
+        flow = yield dm.net.start(acc.payload, cap, ((dm.res_l2, demand[0]), (dm.res_hbm, demand[1])))
         if flow is not None:
             lim = flow.limited
-            st.limited[0] += lim[0]
-            st.limited[1] += lim[1]
-            st.limited[2] += lim[-1]
+            st.limited[0] += lim.get(dm.res_l2, 0.0)
+            st.limited[1] += lim.get(dm.res_hbm, 0.0)
+            st.limited[2] += lim.get(-1, 0.0)
         return lat
 
     # ----- prefetch into L2 (npu_prefetch) -----
@@ -585,7 +592,7 @@ class Engine:
             idx = dm.l2.lines(base, off, 1, n, n)
             miss = 1.0 - dm.l2.resident_fraction(idx)
             if miss > 0:
-                yield dm.net.start(n * miss, float("inf"), (1.0, 1.0))
+                yield dm.net.start(n * miss, float("inf"), ((dm.res_l2, 1.0), (dm.res_hbm, 1.0)))
                 moved += n * miss
             dm.l2.access(idx, count_hits=False)
             off += n

@@ -115,7 +115,7 @@ class Flow:
         self.finish = 0.0
         self.group = None
         self.event = event
-        self.limited = None       # time spent limited by [each resource..., its own cap]
+        self.limited = None       # {resource index, or -1 for its own cap: time spent limited by it}
         self.on_done = on_done
 
 
@@ -125,52 +125,68 @@ class _Group:
 
     __slots__ = ("key", "cap", "demand", "progress", "heap", "rate", "limiter", "limited", "seq")
 
-    def __init__(self, key, nres: int):
+    def __init__(self, key):
         self.key = key
-        self.cap, self.demand = key
+        self.cap, self.demand = key     # demand: ((resource, bytes per payload byte), ...)
         self.progress = 0.0
         self.heap: list = []
         self.rate = 0.0
         self.limiter = -1
-        self.limited = [0.0] * (nres + 1)
+        self.limited: dict = collections.defaultdict(float)
         self.seq = 0
 
 
 class FluidNetwork:
-    """Max-min fair sharing of resources (bytes per cycle) among flows; see the module docstring."""
+    """Max-min fair sharing of resources (bytes per cycle) among flows; see the module docstring.
+
+    Resources are added with :meth:`add_resource` (a device's L2 and HBM, a link direction...);
+    a flow names the resources it loads, so one network serves a whole cluster."""
 
     EPS = 1e-6
 
-    def __init__(self, env: simpy.Environment, names: tuple[str, ...], capacities: tuple[float, ...]):
+    def __init__(self, env: simpy.Environment):
         self.env = env
-        self.names = names
-        self.capacity = tuple(float(c) for c in capacities)
+        self.names: list[str] = []
+        self.capacity: list[float] = []
         self.groups: dict = {}
         self._last = 0.0
         self._version = 0
-        self.moved = [0.0] * len(names)      # bytes each resource carried
-        self._samples: list[tuple[float, tuple]] = []   # (time, bytes/cycle used per resource)
-        self._used = [0.0] * len(names)
+        self.moved: list[float] = []                     # bytes each resource carried
+        self._sampled: list[int] = []                    # resources whose usage is kept over time
+        self._samples: list[tuple[float, tuple]] = []    # (time, bytes/cycle used per sampled resource)
+        self._used: list[float] = []
+
+    def add_resource(self, name: str, capacity: float, sampled: bool = False) -> int:
+        if capacity <= 0:
+            raise ValueError(f"FluidNetwork: resource {name} needs a positive capacity, got {capacity}")
+        self.names.append(name)
+        self.capacity.append(float(capacity))
+        self.moved.append(0.0)
+        self._used.append(0.0)
+        if sampled:
+            self._sampled.append(len(self.names) - 1)
+        return len(self.names) - 1
 
     @property
     def busy(self) -> bool:
         return bool(self.groups)
 
-    def start(self, payload: float, cap: float, demand: tuple, on_done: Callable | None = None) -> simpy.Event:
-        """Start a flow of ``payload`` bytes; the event fires with the Flow when it is done."""
+    def start(self, payload: float, cap: float, demand, on_done: Callable | None = None) -> simpy.Event:
+        """Start a flow of ``payload`` bytes capped at ``cap`` bytes/cycle, loading each resource of
+        ``demand`` ((resource, bytes per payload byte), ...); the event fires with the Flow when done."""
         ev = self.env.event()
         if payload <= 0:
             ev.succeed(None)
             return ev
         self._advance()
-        key = (float(cap), tuple(demand))
+        key = (float(cap), tuple((int(r), float(d)) for r, d in demand if d > 0))
         g = self.groups.get(key)
         if g is None:
-            g = self.groups[key] = _Group(key, len(self.capacity))
+            g = self.groups[key] = _Group(key)
         f = Flow(payload, ev, on_done)
         f.group = g
         f.finish = g.progress + payload
-        f.limited = list(g.limited)
+        f.limited = dict(g.limited)
         g.seq += 1
         heapq.heappush(g.heap, (f.finish, g.seq, f))
         self._reallocate()
@@ -187,22 +203,23 @@ class FluidNetwork:
                 g.progress += b
                 g.limited[g.limiter] += dt
                 c = len(g.heap)
-                for r, d in enumerate(g.demand):
+                for r, d in g.demand:
                     moved[r] += b * d * c
         self._last = now
 
     def _reallocate(self) -> None:
         """Progressive filling over groups: raise every unfrozen group's rate together until one
         reaches its cap or a resource saturates; freeze those; repeat."""
-        nres = len(self.capacity)
         cap_left = list(self.capacity)
-        load = [0.0] * nres
-        for g in self.groups.values():
-            c = len(g.heap)
-            for r in range(nres):
-                load[r] += g.demand[r] * c
-        used = [0.0] * nres
+        load: dict[int, float] = collections.defaultdict(float)
+        users: dict[int, list] = collections.defaultdict(list)
         order = sorted(self.groups.values(), key=lambda g: g.cap)
+        for i, g in enumerate(order):
+            c = len(g.heap)
+            for r, d in g.demand:
+                load[r] += d * c
+                users[r].append(i)
+        used = [0.0] * len(self.capacity)
         eps = self.EPS
         live = [True] * len(order)
         i, n = 0, len(order)
@@ -211,22 +228,22 @@ class FluidNetwork:
                 i += 1
                 continue
             lam, which = order[i].cap, -1
-            for r in range(nres):
-                if load[r] > eps:
-                    lr = cap_left[r] / load[r]
+            for r, l in load.items():
+                if l > eps:
+                    lr = cap_left[r] / l
                     if lr < lam:
                         lam, which = lr, r
-            freeze = [i] if which < 0 else [j for j in range(i, n) if live[j] and order[j].demand[which] > eps]
+            freeze = [i] if which < 0 else [j for j in users[which] if live[j]]
             for j in freeze:
                 g = order[j]
                 rate = g.cap if which < 0 else lam
                 g.rate, g.limiter = rate, which
                 c = len(g.heap)
-                for r in range(nres):
-                    u = g.demand[r] * rate * c
+                for r, d in g.demand:
+                    u = d * rate * c
                     cap_left[r] -= u
                     used[r] += u
-                    load[r] -= g.demand[r] * c
+                    load[r] -= d * c
                 live[j] = False
             if which >= 0:
                 cap_left[which] = 0.0
@@ -234,18 +251,22 @@ class FluidNetwork:
         self._used = used
 
     def _sample(self) -> None:
-        """Remember resource usage when it changes by more than 1% of a capacity (for counters)."""
-        used = self._used
+        """Remember usage of the sampled resources when it changes by more than 1% of a capacity."""
+        if not self._sampled:
+            return
+        used = tuple(self._used[r] for r in self._sampled)
         last = self._samples[-1][1] if self._samples else None
-        if last is None or any(abs(u - v) > 0.01 * c for u, v, c in zip(used, last, self.capacity)):
+        if last is None or any(abs(u - v) > 0.01 * self.capacity[r]
+                               for u, v, r in zip(used, last, self._sampled)):
             if self._samples and self._samples[-1][0] == self.env.now:
-                self._samples[-1] = (self.env.now, tuple(used))
+                self._samples[-1] = (self.env.now, used)
             else:
-                self._samples.append((self.env.now, tuple(used)))
+                self._samples.append((self.env.now, used))
 
-    def take_samples(self) -> list[tuple[float, tuple]]:
+    def take_samples(self) -> tuple[list[int], list[tuple[float, tuple]]]:
+        """(sampled resource indices, [(time, usage per sampled resource), ...]) since the last call."""
         out, self._samples = self._samples, []
-        return out
+        return list(self._sampled), out
 
     def _schedule(self) -> None:
         self._sample()
@@ -284,7 +305,7 @@ class FluidNetwork:
         self._schedule()
         for f in done:
             g = f.group
-            f.limited = [a - b for a, b in zip(g.limited, f.limited)]
+            f.limited = {k: v - f.limited.get(k, 0.0) for k, v in g.limited.items()}
             if f.on_done is not None:
                 f.on_done(f)
             f.event.succeed(f)
