@@ -1,0 +1,323 @@
+"""Activation ops: fast_gelu, npu_fast_gelu, npu_gelu, npu_silu, npu_swiglu and npu_mish.
+
+What is modelled, per op page of the torch_npu documentation (Ascend/op-plugin 26.1.0,
+``docs/en/custom_APIs/torch_npu``):
+
+* ``(beta)torch_npu-fast_gelu`` and ``torch_npu-npu_fast_gelu``: FastGelu, x / (1 + exp(-1.702 x)).
+  The page gives a second formula for Atlas training/inference products (910, 310P),
+  x / (1 + exp(-1.702 |x|)) * exp(0.851 (x - |x|)); its literal ``0.851 x (x - |x|)`` exponent is read
+  as a typo, because only ``0.851 (x - |x|)`` reproduces the same function (the overflow-safe
+  arrangement of x * sigmoid(1.702 x)). Both products therefore give the same numbers; they differ in
+  the instructions their kernels run, which the plan reflects. fast_gelu takes float16/float32;
+  npu_fast_gelu adds bfloat16 on A2/A3.
+* ``torch_npu-npu_gelu``: x * Phi(x), with ``approximate='none'`` (erf) or ``'tanh'``
+  (0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))). bfloat16 only on A2.
+* ``(beta)torch_npu-npu_silu``: x * sigmoid(x); ``(beta)torch_npu-npu_mish``: x * tanh(ln(1 + e^x)).
+  Both float16/float32.
+* ``(beta)torch_npu-npu_swiglu``: the input is split in two halves A (first) and B (second) along
+  ``dim``; the result is silu(A) * B, with ``dim`` halved. 1-8 dimensions, no empty tensors.
+
+Numerics: 16-bit inputs are widened to float32 and every result is rounded once to the output dtype,
+as the vector unit computes these in fp32. erf has no numpy ufunc: a small numba kernel evaluates it
+in float64 and rounds to float32, which is the correctly rounded value the hardware's fp32 polynomial
+approximates.
+
+Timing: elementwise kernels (templates.elementwise) stream the tensor through UB; the vector steps
+follow the instruction mix of each kernel (casts, vector-scalar ops, exp, div...). npu_swiglu reads
+two halves per output element and uses the row template, with each row cut into pieces so that all
+vector cores have work when there are few rows.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ascend_sim import dtypes as D
+from ascend_sim import formats as F
+from ascend_sim.tensor import TensorMeta
+
+from .base import Args, Op
+from .templates.elementwise import Operand, VectorStep, elementwise_plan
+from .templates.rows import RowOperand, RowStep, row_plan
+
+FP16_FP32 = (D.float16, D.float32)
+FP16_FP32_BF16 = (D.float16, D.float32, D.bfloat16)
+MAX_DIMS = 8                  # "up to 8D" on the pages that state a rank limit
+FAST_GELU_ALPHA = 1.702       # FastGelu's sigmoid slope (both formulas on the npu_fast_gelu page)
+GELU_TANH_C = math.sqrt(2.0 / math.pi)
+GELU_TANH_CUBIC = 0.044715
+PRODUCTS_WITHOUT_BF16 = ("910", "310P")
+FAST_GELU_ABS_FORM_PRODUCTS = ("910", "310P")   # run the |x| form of FastGelu (npu_fast_gelu page)
+
+
+def _fp32(x: np.ndarray) -> np.ndarray:
+    """The fp32 working copy the vector unit computes in (exact for float16/bfloat16)."""
+    return x.astype(np.float32)
+
+
+@numba.njit(cache=True)
+def _gelu_erf_fp32(x, out):
+    # erfc(-x / sqrt 2) keeps full relative accuracy where Phi(x) is tiny (x << 0); 1 + erf would cancel
+    inv_sqrt2 = 1.0 / math.sqrt(2.0)
+    for i in range(x.size):
+        v = np.float64(x[i])
+        out[i] = np.float32(0.5 * v * math.erfc(-v * inv_sqrt2))
+
+
+class _Elementwise(Op):
+    """An activation y = f(x): same shape, dtype and format as its input.
+
+    Subclasses set ``arg`` (the documented name of the input), ``max_dims`` when the page limits
+    the rank, and define ``allowed(chip)``, ``fn(a, x32)`` and ``vector_steps(a, chip)``.
+    """
+
+    arg = "self"
+    max_dims: int | None = None
+
+    def allowed(self, chip) -> tuple[D.DType, ...]:
+        return FP16_FP32
+
+    def infer(self, a: Args, chip):
+        x = self.tensor(a, self.arg)
+        self.check_dtype(self.arg, x, self.allowed(chip))
+        if self.max_dims is not None and len(x.shape) > self.max_dims:
+            raise self.fail(self.arg, f"must have at most {self.max_dims} dimensions, got {len(x.shape)}")
+        self.check_attrs(a)
+        return (TensorMeta(x.shape, x.dtype, x.format),)
+
+    def check_attrs(self, a: Args) -> None:
+        """Checks of the non-tensor arguments (none by default)."""
+
+    def fn(self, a: Args, x32: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def compute(self, a: Args, outs):
+        x = a[self.arg].data
+        with np.errstate(over="ignore", under="ignore"):   # exp overflow saturates, as on the device
+            y = self.fn(a, _fp32(x))
+        return (D.cast(y, outs[0].dtype),)
+
+    def vector_steps(self, a: Args, chip) -> tuple[list[VectorStep], float]:
+        """The fp32 compute steps per element and the fp32 scratch bytes per element they need."""
+        raise NotImplementedError
+
+    def device_work(self, a: Args) -> bool:
+        return a[self.arg].numel > 0
+
+    def plan(self, a: Args, outs, chip):
+        x = a[self.arg]
+        item = x.dtype.itemsize
+        steps, scratch = self.vector_steps(a, chip)
+        flops = sum(s.passes for s in steps)
+        if x.dtype is not D.float32:
+            # widen to fp32 on the way in, narrow on the way out; the fp32 copy of x lives in UB too
+            steps = [VectorStep("unary", "float32"), *steps, VectorStep("unary", "float32")]
+            scratch += D.float32.itemsize
+        numel = math.prod(x.storage_shape)   # elementwise over storage: padding holds f(0) = 0
+        return elementwise_plan(self.name, chip, numel, [Operand(self.arg, item)], [Operand("out0", item)],
+                                steps, temps_bytes=scratch, flops_per_elem=flops)
+
+
+def _fast_gelu_steps(chip) -> tuple[list[VectorStep], float]:
+    f32 = "float32"
+    if chip.family in FAST_GELU_ABS_FORM_PRODUCTS:
+        # x / (1 + exp(-1.702|x|)) * exp(0.851 (x - |x|)): two exponentials, no overflow for x << 0
+        return ([VectorStep("unary", f32), VectorStep("unary", f32), VectorStep("exp", f32),
+                 VectorStep("unary", f32), VectorStep("div", f32), VectorStep("binary", f32),
+                 VectorStep("unary", f32), VectorStep("exp", f32), VectorStep("binary", f32)],
+                3 * D.float32.itemsize)
+    # x / (1 + exp(-1.702 x)): muls, exp, adds, div
+    return ([VectorStep("unary", f32), VectorStep("exp", f32), VectorStep("unary", f32), VectorStep("div", f32)],
+            D.float32.itemsize)
+
+
+def _fast_gelu(x32: np.ndarray) -> np.ndarray:
+    return x32 / (np.float32(1) + np.exp(np.float32(-FAST_GELU_ALPHA) * x32))
+
+
+class FastGelu(_Elementwise):
+    name = "fast_gelu"
+    arg = "self"
+
+    def fn(self, a, x32):
+        return _fast_gelu(x32)
+
+    def vector_steps(self, a, chip):
+        return _fast_gelu_steps(chip)
+
+
+class NpuFastGelu(FastGelu):
+    name = "npu_fast_gelu"
+    arg = "input"
+    max_dims = MAX_DIMS
+
+    def allowed(self, chip):
+        return FP16_FP32 if chip.family in PRODUCTS_WITHOUT_BF16 else FP16_FP32_BF16
+
+
+class NpuGelu(_Elementwise):
+    name = "npu_gelu"
+    arg = "input"
+    max_dims = MAX_DIMS
+    APPROXIMATE = ("none", "tanh")
+
+    def allowed(self, chip):
+        return FP16_FP32 if chip.family in PRODUCTS_WITHOUT_BF16 else FP16_FP32_BF16
+
+    def check_attrs(self, a):
+        mode = a.approximate
+        if not isinstance(mode, str):
+            raise TypeError(f"{self.name}: argument 'approximate' must be a str, got {type(mode).__name__}")
+        if mode not in self.APPROXIMATE:
+            raise self.fail("approximate", f"must be 'none' or 'tanh', got {mode!r}")
+
+    def fn(self, a, x32):
+        if a.approximate == "tanh":
+            # 0.5 (1 + tanh(u)) = sigmoid(2u): the kernel's form, one exp and one div
+            u2 = np.float32(2 * GELU_TANH_C) * (x32 + np.float32(GELU_TANH_CUBIC) * x32 * x32 * x32)
+            return x32 / (np.float32(1) + np.exp(-u2))
+        out = np.empty(x32.size, np.float32)
+        _gelu_erf_fp32(x32.reshape(-1), out)
+        return out.reshape(x32.shape)
+
+    def vector_steps(self, a, chip):
+        f32 = "float32"
+        if a.approximate == "tanh":
+            # x^2 (mul), c1 + c2 x^2 (muls, adds), * x (mul), exp(-2u), 1 + e (adds), x / (..) (div)
+            return ([VectorStep("binary", f32), VectorStep("unary", f32), VectorStep("unary", f32),
+                     VectorStep("binary", f32), VectorStep("exp", f32), VectorStep("unary", f32),
+                     VectorStep("div", f32)], 2 * D.float32.itemsize)
+        # Ascend C's Erf (lib/math/erf.h): erf = x P(t) / Q(t), t = clip(x)^2, P and Q of degree 5 in
+        # t evaluated by Horner with scalar coefficients (mul by t, then adds); then 0.5 x (1 + erf)
+        clip = [VectorStep("unary", f32)] * 2                                   # maxs, mins
+        square = [VectorStep("binary", f32)]                                    # t = x * x
+        horner = [VectorStep("binary", f32), VectorStep("unary", f32)] * 4      # (.) * t + c
+        numerator = [VectorStep("unary", f32)] * 2 + horner + [VectorStep("binary", f32)]   # muls, adds; * x
+        denominator = [VectorStep("unary", f32)] + horner                       # t + c first
+        wrap = [VectorStep("div", f32), VectorStep("unary", f32), VectorStep("unary", f32),
+                VectorStep("binary", f32)]                                      # P/Q, +1, *0.5, *x
+        return clip + square + numerator + denominator + wrap, 3 * D.float32.itemsize
+
+    def attrs(self, a):
+        return {"approximate": a.approximate}
+
+
+class NpuSilu(_Elementwise):
+    name = "npu_silu"
+    arg = "self"
+
+    def fn(self, a, x32):
+        return x32 / (np.float32(1) + np.exp(-x32))
+
+    def vector_steps(self, a, chip):
+        f32 = "float32"
+        # x / (1 + exp(-x)): muls, exp, adds, div
+        return ([VectorStep("unary", f32), VectorStep("exp", f32), VectorStep("unary", f32),
+                 VectorStep("div", f32)], D.float32.itemsize)
+
+
+class NpuMish(_Elementwise):
+    name = "npu_mish"
+    arg = "self"
+
+    def fn(self, a, x32):
+        return x32 * np.tanh(np.logaddexp(np.float32(0), x32))
+
+    def vector_steps(self, a, chip):
+        f32 = "float32"
+        # tanh(ln(1 + e)) = e (e + 2) / (e (e + 2) + 2) with e = exp(x) (x clipped first so e^2 stays
+        # finite): mins, exp, adds, mul, adds, div, mul
+        return ([VectorStep("unary", f32), VectorStep("exp", f32), VectorStep("unary", f32),
+                 VectorStep("binary", f32), VectorStep("unary", f32), VectorStep("div", f32),
+                 VectorStep("binary", f32)], 2 * D.float32.itemsize)
+
+
+def _row_split(rows: int, half: int, itemsize: float, cores: int, burst: int) -> int:
+    """How many pieces to cut each half-row into so that the vector cores share the work evenly
+    (the row template gives each core ceil(rows / cores) rows). Pieces divide the half exactly and
+    stay at least one burst long, so that cutting never makes the loads less efficient."""
+    if rows >= cores or half <= 1:
+        return 1
+    best, best_work = 1, -(-rows // cores) * half
+    for q in _divisors(half)[1:]:
+        if half // q * itemsize < burst:
+            break
+        work = -(-rows * q // cores) * (half // q)      # elements of the busiest core
+        if work < best_work:
+            best, best_work = q, work
+    return best
+
+
+def _divisors(n: int) -> list[int]:
+    small, large = [], []
+    for d in range(1, math.isqrt(n) + 1):
+        if n % d == 0:
+            small.append(d)
+            if d != n // d:
+                large.append(n // d)
+    return small + large[::-1]
+
+
+class NpuSwiglu(Op):
+    name = "npu_swiglu"
+
+    def dim(self, a: Args, x) -> int:
+        nd = len(x.shape)
+        d = self.int_arg(a, "dim", lo=-nd, hi=nd - 1)
+        return d % nd
+
+    def infer(self, a: Args, chip):
+        x = self.tensor(a, "input")
+        self.check_dtype("input", x, FP16_FP32_BF16)
+        nd = len(x.shape)
+        if not 1 <= nd <= MAX_DIMS:
+            raise self.fail("input", f"must have 1 to {MAX_DIMS} dimensions, got {nd}")
+        if x.numel == 0:
+            raise self.fail("input", f"empty tensors are not supported (shape {x.shape})")
+        if F.is_fractal(x.format):
+            raise self.fail("input", f"must be in ND layout, got {x.format.name}")
+        d = self.dim(a, x)
+        if x.shape[d] % 2:
+            raise self.fail("input", f"size {x.shape[d]} of dimension {d} (dim={a.dim}) must be divisible by 2")
+        shape = list(x.shape)
+        shape[d] //= 2
+        return (TensorMeta(tuple(shape), x.dtype, x.format),)
+
+    def compute(self, a: Args, outs):
+        x = a.input
+        d = self.dim(a, x)
+        first, second = np.split(_fp32(x.data), 2, axis=d)
+        with np.errstate(over="ignore", under="ignore"):
+            y = first / (np.float32(1) + np.exp(-first)) * second
+        return (D.cast(y, outs[0].dtype),)
+
+    def plan(self, a: Args, outs, chip):
+        x = a.input
+        d = self.dim(a, x)
+        rows = math.prod(x.shape[:d])
+        half = x.shape[d] // 2 * math.prod(x.shape[d + 1:])     # a row is [A | B], each of `half` elements
+        item = x.dtype.itemsize
+        pieces = _row_split(rows, half, item, chip.vector_cores, chip.memory.burst_bytes)
+        cols = half // pieces
+        f32 = "float32"
+        # silu(A) * B: muls, exp, adds, div, mul
+        steps = [RowStep("unary", f32), RowStep("exp", f32), RowStep("unary", f32), RowStep("div", f32),
+                 RowStep("binary", f32)]
+        flops = len(steps)
+        scratch = D.float32.itemsize
+        if x.dtype is not D.float32:
+            steps = [RowStep("unary", f32, count=2), *steps, RowStep("unary", f32)]   # widen A, B; narrow y
+            scratch += 2 * D.float32.itemsize
+        # each (piece of a) row reads 2 x cols inputs and writes cols results. The template loads the
+        # 2 x cols as one run; the kernel loads A's and B's parts as two runs of cols: the same bytes,
+        # in runs of at least a burst (see _row_split)
+        return row_plan(self.name, chip, rows * pieces, cols, [RowOperand("input", item, "row", cols=2 * cols)],
+                        [RowOperand("out0", item, "row")], steps, temps_bytes=scratch, flops_per_elem=flops)
+
+    def attrs(self, a: Args) -> dict:
+        return {"dim": a.dim}
+
+
+OPS = (FastGelu(), NpuFastGelu(), NpuGelu(), NpuSilu(), NpuSwiglu(), NpuMish())
