@@ -117,7 +117,8 @@ class DeviceModel:
 
 
 class Engine:
-    def __init__(self, chip: ChipSpec, n_devices: int, trace: str = "pipe", memoize: bool | None = None):
+    def __init__(self, chip: ChipSpec, n_devices: int, trace: str = "pipe", memoize: bool | None = None,
+                 topology=None):
         if trace not in ("ops", "core", "pipe"):
             raise ValueError(f"trace must be 'ops', 'core' or 'pipe', got {trace!r}")
         self.chip = chip
@@ -128,6 +129,9 @@ class Engine:
             raise ValueError("memoize=True replays kernels without their instructions: use trace='ops' or 'core'")
         self._memo: dict = {}
         self.replayed = 0
+        self.topology = topology
+        self._links: dict[str, int] = {}       # link resource name -> network resource
+        self._collectives: dict[int, dict] = {}
         self.env = simpy.Environment()
         self.net = FluidNetwork(self.env)     # every device's L2 and HBM, and the links between them
         self.devices = [DeviceModel(self, i) for i in range(n_devices)]
@@ -159,7 +163,7 @@ class Engine:
         for t in sorted(tasks, key=lambda t: t.id):
             by_stream[t.stream].append(t)
             dm = self.devices[t.stream.device.index]
-            if t.kind in ("kernel", "prefetch"):
+            if t.kind in ("kernel", "prefetch", "collective"):
                 # the host launches tasks one after another, from where it stands
                 dm.host_clock = max(dm.host_clock, env.now)
                 launch = self.cycles(self.chip.runtime.kernel_launch_us)
@@ -248,6 +252,13 @@ class Engine:
                 rec.bound = "hbm" if moved else "l2"
                 self.timeline.intervals.append(Interval(f"stream:{t.stream.name}", dm.index, rec.start_us,
                                                         rec.end_us, t.name))
+                records.append(rec)
+            elif t.kind == "collective":
+                launch_start, launch_end = t.attrs["_launch"]
+                if env.now < launch_end:
+                    yield env.timeout(launch_end - env.now)
+                rec.launch_us = self.us(launch_end - launch_start)
+                yield from self._collective(dm, t, rec)
                 records.append(rec)
             elif t.kind == "kernel":
                 launch_start, launch_end = t.attrs["_launch"]
@@ -580,6 +591,76 @@ class Engine:
             st.limited[1] += lim.get(dm.res_hbm, 0.0)
             st.limited[2] += lim.get(-1, 0.0)
         return lat
+
+    # ----- collectives: the communication engine of each device, over the topology's links -----
+    def _link(self, name: str) -> int:
+        r = self._links.get(name)
+        if r is None:
+            res = self.topology.resources[name]
+            r = self._links[name] = self.net.add_resource(name, res.bandwidth_GBps * 1e3 / self.mhz)
+        return r
+
+    def _collective(self, dm: DeviceModel, task, rec: OpRecord):
+        """A rank's part of a collective: wait until every rank has reached it, then run the
+        schedule (one process for all ranks) and finish together."""
+        call = task.attrs["_coll"]
+        state = self._collectives.get(id(call))
+        if state is None:
+            state = self._collectives[id(call)] = {"arrived": set(), "done": self.env.event(), "call": call,
+                                                   "start": None}
+        state["arrived"].add(dm.index)
+        for other in dm.active.values():
+            other[0] = True
+        if len(state["arrived"]) == len(call.ranks):
+            state["start"] = self.env.now
+            self.env.process(self._run_schedule(state))
+        yield state["done"]
+        del_after = all(i in state.setdefault("left", set()) or i == dm.index for i in call.ranks)
+        state["left"].add(dm.index)
+        rec.start_us = self.us(state["start"])
+        rec.duration_us = self.us(self.env.now - state["start"])
+        rec.core_type = "HCCL"
+        rec.block_dim = 0
+        sent = sum(t.nbytes for step in call.steps for t in step if t.src == dm.index)
+        got = sum(t.nbytes for step in call.steps for t in step if t.dst == dm.index)
+        rec.bytes_read, rec.bytes_written = sent, got
+        rec.hbm_bytes = sent + got + sum(t.nbytes for step in call.steps for t in step
+                                         if t.dst == dm.index and t.reduce)
+        rec.bound = state.get("bound", "latency")
+        rec.attrs.update({"algorithm": call.algorithm, "ranks": len(call.ranks), "message_bytes": call.nbytes})
+        self.timeline.intervals.append(Interval("Communication", dm.index, rec.start_us, rec.end_us,
+                                                f"{task.name} ({call.algorithm})"))
+        if del_after:
+            del self._collectives[id(call)]
+
+    def _run_schedule(self, state):
+        env = self.env
+        call = state["call"]
+        limited = collections.defaultdict(float)
+        for step in call.steps:
+            procs = [env.process(self._send(t, limited)) for t in step]
+            if procs:
+                yield simpy.AllOf(env, procs)
+        if limited:
+            lim = max(limited.items(), key=lambda kv: kv[1])[0]
+            state["bound"] = "link" if lim == "link" else lim
+        state["done"].succeed()
+
+    def _send(self, t, limited):
+        """One transfer: the route's latency, then the bytes through sender HBM, the links and
+        receiver HBM (read again there when the receiver reduces)."""
+        names, lat_us = self.topology.route(t.src, t.dst)
+        if lat_us:
+            yield self.env.timeout(self.cycles(lat_us))
+        if t.nbytes <= 0:
+            return
+        src, dst = self.devices[t.src], self.devices[t.dst]
+        demand = [(src.res_hbm, 1.0), (dst.res_hbm, 2.0 if t.reduce else 1.0)] + [(self._link(n), 1.0) for n in names]
+        flow = yield self.net.start(t.nbytes, float("inf"), demand)
+        if flow is not None:
+            for r, dt in flow.limited.items():
+                key = "hbm" if r in (src.res_hbm, dst.res_hbm) else "link" if r >= 0 else "dma"
+                limited[key] += dt
 
     # ----- prefetch into L2 (npu_prefetch) -----
     def prefetch(self, dm: DeviceModel, base: int, nbytes: int, piece: int):
