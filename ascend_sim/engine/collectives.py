@@ -31,6 +31,18 @@ SMALL_MESSAGE = 1 << 20   # below this, latency dominates: pick the algorithm wi
 
 
 @dataclass(frozen=True)
+class CollectiveCall:
+    """One collective as every rank's task shares it: what, how, who, how big, and its steps."""
+
+    kind: str
+    algorithm: str
+    ranks: tuple[int, ...]
+    nbytes: int
+    steps: list
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class Transfer:
     src: int
     dst: int

@@ -39,6 +39,7 @@ class Topology:
     resources: dict[str, LinkResource] = field(default_factory=dict)
     routes: dict[tuple[int, int], tuple[tuple[str, ...], float]] = field(default_factory=dict)
     server_of: list[int] = field(default_factory=list)
+    mesh: bool = False      # every device of a server reaches every other at once (HCCS mesh, A3 fabric)
 
     def route(self, src: int, dst: int) -> tuple[tuple[str, ...], float]:
         """(resource names crossed, latency in us) from ``src`` to ``dst``."""
@@ -77,7 +78,8 @@ def a2_servers(chip: ChipSpec, n_devices: int) -> Topology:
     """Servers of ``chip.runtime.npus_per_server`` NPUs: HCCS full mesh inside, RoCE between."""
     per = chip.runtime.npus_per_server
     hccs = _need(chip, "hccs")
-    t = Topology(n_devices, f"{n_devices} x {chip.name} ({-(-n_devices // per)} server(s), HCCS mesh + RoCE)")
+    t = Topology(n_devices, f"{n_devices} x {chip.name} ({-(-n_devices // per)} server(s), HCCS mesh + RoCE)",
+                 mesh=True)
     t.server_of = [d // per for d in range(n_devices)]
     if hccs.count < min(per, n_devices) - 1:
         raise ValueError(f"{chip.name}: {hccs.count} HCCS links per NPU cannot make a full mesh of {per}")
@@ -104,7 +106,7 @@ def a3_supernode(chip: ChipSpec, n_devices: int) -> Topology:
     """910C dies: SIO between the two dies of a package, HCCS ports into the supernode fabric."""
     hccs = _need(chip, "hccs")
     sio = chip.links.get("sio")
-    t = Topology(n_devices, f"{n_devices} x {chip.name} (A3 supernode: SIO pairs + HCCS fabric)")
+    t = Topology(n_devices, f"{n_devices} x {chip.name} (A3 supernode: SIO pairs + HCCS fabric)", mesh=True)
     t.server_of = [d // chip.runtime.npus_per_server for d in range(n_devices)]
     for d in range(n_devices):
         t.add(f"die{d}.hccs_out", hccs.bandwidth_GBps * hccs.count, "hccs")
@@ -156,13 +158,14 @@ def from_description(desc: dict) -> Topology:
                     "bidirectional": true}, ...],
          "ports": {"GBps": 25, "latency_us": 5, "kind": "roce"}}      # optional: a switched
                                                                        # network for every other pair
-    Pairs with a link use it; other pairs go through the ports (out of the sender, into the
+    ``"mesh": true`` says every device of a server can reach all others at once (picks mesh
+    algorithms by default). Pairs with a link use it; other pairs go through the ports (out of the sender, into the
     receiver); a pair with neither is an error when used.
     """
     n = int(desc["devices"])
     if n < 1:
         raise ValueError(f"topology description: 'devices' must be >= 1, got {n}")
-    t = Topology(n, desc.get("name", f"custom ({n} devices)"))
+    t = Topology(n, desc.get("name", f"custom ({n} devices)"), mesh=bool(desc.get("mesh", False)))
     t.server_of = list(desc.get("servers", [0] * n))
     if len(t.server_of) != n:
         raise ValueError(f"topology description: 'servers' must have {n} entries")

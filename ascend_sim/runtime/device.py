@@ -45,12 +45,20 @@ class Device:
         return s
 
     @property
+    def comm_stream(self) -> Stream:
+        """The stream the device's communication engine runs collectives on (made on first use)."""
+        return self._named_stream("hccl")
+
+    @property
     def prefetch_stream(self) -> Stream:
         """The stream npu_prefetch's L2 fills run on (made on first use)."""
+        return self._named_stream("prefetch")
+
+    def _named_stream(self, name: str) -> Stream:
         for s in self.streams:
-            if s.name == "prefetch":
+            if s.name == name:
                 return s
-        return self.new_stream("prefetch")
+        return self.new_stream(name)
 
     @contextlib.contextmanager
     def use_stream(self, stream: Stream):

@@ -26,6 +26,7 @@ from ..timeline import OpRecord, Timeline
 from .device import Device
 from .report import Report
 from .stream import Event, Stream, Task
+from .world import World
 
 MODES = ("full", "meta")
 
@@ -62,10 +63,13 @@ class Simulator:
         memoize: replay a kernel the engine has already simulated when it meets the same plan and
             the same L2 residency of its inputs (as one fluid flow that still shares HBM). Default:
             on unless trace="pipe" (a replay has no instructions to show).
+        topology: the links between the ranks' devices: a ``Topology`` or a description dict
+            (``ascend_sim.hw.topology.from_description``); default: the chip's usual machine (A2
+            servers of 8 with HCCS mesh and RoCE between them, an A3 supernode, PCIe cards).
     """
 
     def __init__(self, chip: "str | ChipSpec" = "Ascend910B2", world_size: int = 1, mode: str = "full",
-                 trace: str = "pipe", memoize: bool | None = None):
+                 trace: str = "pipe", memoize: bool | None = None, topology=None):
         self.chip = get_chip(chip)
         if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
             raise ValueError(f"Simulator: world_size must be a positive integer, got {world_size!r}")
@@ -78,6 +82,15 @@ class Simulator:
         self.memoize = memoize
         self.world_size = world_size
         self.devices = [Device(self, r, self.chip) for r in range(world_size)]
+        from ..hw.topology import Topology, default_topology, from_description
+        if topology is None:
+            topology = default_topology(self.chip, world_size)
+        elif isinstance(topology, dict):
+            topology = from_description(topology)
+        if not isinstance(topology, Topology) or topology.n_devices != world_size:
+            raise ValueError(f"Simulator: topology must describe {world_size} devices")
+        self.topology = topology
+        self.world = World(world_size)
         self._dev_var: contextvars.ContextVar[int] = contextvars.ContextVar(f"ascend_sim_dev_{id(self)}", default=0)
         self.deterministic = False
         self._records: list[OpRecord] = []
@@ -132,23 +145,28 @@ class Simulator:
 
     # ----- ranks -----
     def spmd(self, fn: Callable[[int], Any]) -> list[Any]:
-        """Run ``fn(rank)`` for every rank with that rank's device current; returns the results.
-
-        Ranks run one after another on the host; their device work is simulated together at
-        ``synchronize()``, so it overlaps in simulated time as it would on the cluster.
-        """
-        results = []
-        for rank in range(self.world_size):
-            with self.device(rank):
-                results.append(fn(rank))
-        return results
+        """Run ``fn(rank)`` for every rank at once (a thread per rank, each with its device
+        current); returns the results in rank order. Collectives inside rendezvous across ranks;
+        ranks that disagree raise CollectiveMismatchError, never hang. ``sim.synchronize()`` and
+        ``sim.report()`` inside ``fn`` are barriers of all ranks."""
+        if self.world.in_spmd:
+            raise RuntimeError("sim.spmd cannot be nested")
+        return self.world.run(fn, self.device)
 
     # ----- work -----
     def submit(self, task: Task) -> Task:
         return task.stream.device.submit(task)
 
     def synchronize(self) -> None:
-        """Simulate every queued task on every device."""
+        """Simulate every queued task on every device (inside spmd: a barrier of all ranks)."""
+        if self.world.in_spmd:
+            group = self.world.group(None)
+            self.world.meet(group, self.current_device.index, ("synchronize",), None,
+                            lambda _p: (self._synchronize_now() or {r: None for r in group.ranks}, None))
+            return
+        self._synchronize_now()
+
+    def _synchronize_now(self) -> None:
         pending = [t for d in self.devices for s in d.streams for t in s.pending()]
         if not pending:
             return
@@ -169,7 +187,8 @@ class Simulator:
         """The timing engine (made on first use, kept for the simulator's life: time runs on)."""
         if self._engine is None:
             from ..engine import Engine
-            self._engine = Engine(self.chip, self.world_size, trace=self.trace, memoize=self.memoize)
+            self._engine = Engine(self.chip, self.world_size, trace=self.trace, memoize=self.memoize,
+                                  topology=self.topology)
             self._timeline = self._engine.timeline
         return self._engine
 
