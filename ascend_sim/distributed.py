@@ -163,7 +163,7 @@ def _queue(sim, name: str, call: CollectiveCall, async_op: bool, inputs=(), outp
 def _finish(t: NPUTensor, data) -> None:
     """Write a collective's result into its output tensor (in place, as torch.distributed does)."""
     if data is not None and t.data is not None:
-        t.data[...] = data
+        t.data[...] = np.asarray(data).reshape(t.shape)
 
 
 # ----- collectives -----
@@ -239,8 +239,9 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
                          f"(input splits {ins} for {rows_in} rows, output splits {outs})")
 
     def compute(p):
-        chunks = {r: np.split(np.asarray(p[r][0]).reshape(rows_in, -1), np.cumsum(p[r][1])[:-1]) for r in p}
-        return {r: np.concatenate([chunks[s][g.rank_of(r)] for s in g.ranks]).reshape(out.shape) for r in p}
+        chunks = {r: np.split(np.asarray(p[r][0]).reshape(sum(p[r][1]), -1), np.cumsum(p[r][1])[:-1]) for r in p}
+        # each receiver gets its rows from every sender, in rank order (its own shape is applied by _finish)
+        return {r: np.concatenate([chunks[s][g.rank_of(r)] for s in g.ranks]) for r in p}
 
     # every rank's splits make the byte matrix the schedule needs: exchange them first
     sizes = _world().meet(g, rank, (name + ".splits", n), ins, lambda p: ({r: [p[k] for k in g.ranks] for r in p},

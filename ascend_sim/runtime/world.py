@@ -40,7 +40,7 @@ class ProcessGroup:
         return f"ProcessGroup({self.name!r}, ranks={list(self.ranks)})"
 
 
-@dataclass
+@dataclass(eq=False)
 class _Meeting:
     group: ProcessGroup
     seq: int

@@ -1,0 +1,87 @@
+"""Communication time on the simulated cluster (asserted on simulated time, never wall time)."""
+import pytest
+
+import ascend_sim.distributed as dist
+from ascend_sim import Simulator, torch_npu
+
+MiB = 1 << 20
+
+
+def all_reduce_row(world_size, nbytes, algorithm=None, chip="Ascend910B2"):
+    with Simulator(chip, world_size=world_size, trace="ops", mode="meta") as sim:
+        sim.spmd(lambda r: dist.all_reduce(torch_npu.empty_with_format((nbytes // 2,), "float16"),
+                                           algorithm=algorithm))
+        rows = [o for o in sim.report().ops if o.name == "all_reduce"]
+    assert len(rows) == world_size
+    return rows[0], sim
+
+
+def bus_GBps(row, n):
+    algbw = row.attrs["message_bytes"] / (row.duration_us * 1e3)
+    return algbw * 2 * (n - 1) / n
+
+
+def test_large_all_reduce_on_8_ranks_reaches_80_percent_of_the_bus_bandwidth():
+    row, sim = all_reduce_row(8, 256 * MiB)
+    hccs = sim.chip.links["hccs"]
+    allowed = hccs.bandwidth_GBps * 7          # every peer over its own HCCS link
+    assert bus_GBps(row, 8) >= 0.8 * allowed
+    assert row.bound == "link" and row.attrs["algorithm"] == "mesh"
+
+
+def test_small_messages_are_latency_bound():
+    row, sim = all_reduce_row(8, 4096)
+    steps = 2                                   # mesh: reduce-scatter + all-gather
+    lat = sim.chip.links["hccs"].latency_us
+    assert row.duration_us == pytest.approx(steps * lat, rel=0.05)
+    assert bus_GBps(row, 8) < 0.05 * sim.chip.links["hccs"].bandwidth_GBps * 7
+
+
+def test_16_ranks_over_two_servers_are_slower_per_byte_than_8_in_one():
+    one, _ = all_reduce_row(8, 256 * MiB)
+    two, _ = all_reduce_row(16, 256 * MiB)
+    assert two.attrs["algorithm"] == "hierarchical"
+    assert two.duration_us > one.duration_us
+
+
+@pytest.mark.parametrize("alg", ["ring", "halving_doubling"])
+def test_other_algorithms_are_slower_than_mesh_on_a_full_mesh(alg):
+    mesh, _ = all_reduce_row(8, 64 * MiB, "mesh")
+    other, _ = all_reduce_row(8, 64 * MiB, alg)
+    assert other.duration_us > mesh.duration_us
+
+
+def test_collective_reads_and_writes_hbm():
+    row, _ = all_reduce_row(8, 64 * MiB)
+    # each rank sends and receives 2 (N-1)/N of the message; received reduce pieces are read again
+    assert row.bytes_read == row.bytes_written == 2 * 7 * 8 * MiB
+    assert row.hbm_bytes == row.bytes_read + row.bytes_written + 7 * 8 * MiB
+
+
+def test_async_all_reduce_overlaps_compute_on_the_current_stream():
+    with Simulator("Ascend910B2", world_size=8, trace="ops", mode="meta") as sim:
+        def fn(rank):
+            grad = torch_npu.empty_with_format((64 * MiB,), "float16")
+            x = torch_npu.empty_with_format((64 * MiB,), "float16")
+            work = dist.all_reduce(grad, async_op=True)       # on the comm stream
+            torch_npu.npu_dtype_cast(x, "float32")            # compute meanwhile
+            work.wait()
+        sim.spmd(fn)
+        ops = [o for o in sim.report().ops if o.device == 0]
+    ar = next(o for o in ops if o.name == "all_reduce")
+    cast = next(o for o in ops if o.name == "npu_dtype_cast")
+    assert ar.stream == "hccl" and cast.stream == "default"
+    assert cast.start_us < ar.end_us and ar.start_us < cast.end_us      # they run at the same time
+
+
+def test_blocking_all_reduce_orders_the_current_stream():
+    with Simulator("Ascend910B2", world_size=2, trace="ops", mode="meta") as sim:
+        def fn(rank):
+            g = torch_npu.empty_with_format((16 * MiB,), "float16")
+            dist.all_reduce(g)
+            torch_npu.one_(g)
+        sim.spmd(fn)
+        ops = [o for o in sim.report().ops if o.device == 0]
+    ar = next(o for o in ops if o.name == "all_reduce")
+    one = next(o for o in ops if o.name == "one_")
+    assert one.start_us >= ar.end_us
