@@ -96,6 +96,20 @@ def call(entry: ApiEntry, arguments: dict[str, Any]) -> Any:
     return _package(entry, outputs, as_torch)
 
 
+def call_internal(name: str, **arguments) -> Any:
+    """Run an op of ops/ that is not a torch_npu API (e.g. aten.add) through the same path."""
+    sim = current_simulator()
+    op = _ops.get_op(name)
+    if op is None:
+        raise NotImplementedError(f"{name} is not an op of ascend-sim")
+    dev = sim.current_device
+    as_torch = any(_interop.is_torch_tensor(v) for v in arguments.values())
+    a = _ops.Args({k: _convert(v, dev, sim.is_meta) for k, v in arguments.items()})
+    outputs = run_op(sim, dev, op, a)
+    return _interop.from_npu(outputs[0], as_torch) if len(outputs) == 1 else \
+        tuple(_interop.from_npu(t, as_torch) for t in outputs)
+
+
 def _convert(v: Any, dev, meta: bool) -> Any:
     if isinstance(v, NPUTensor):
         return v

@@ -1,0 +1,71 @@
+"""Plain elementwise arithmetic (aten.add, aten.mul): the glue around torch_npu ops in a model.
+
+Not torch_npu custom operators -- these are torch's own ``add``/``mul`` as they run on the NPU
+(an AIV elementwise kernel), exposed as ``ascend_sim.aten.add`` / ``ascend_sim.aten.mul`` so that
+workloads time their residual adds instead of skipping them. Same dtype on both sides (no type
+promotion); shapes broadcast as numpy broadcasts; fp16/bf16 computed in fp32 and rounded once.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ascend_sim import dtypes as D
+from ascend_sim import formats as F
+from ascend_sim.tensor import TensorMeta
+
+from .base import Args, Op
+from .templates.elementwise import Operand, VectorStep, elementwise_plan
+
+_FLOATS = (D.float16, D.bfloat16, D.float32)
+_ALLOWED = _FLOATS + (D.int32, D.int64, D.int16, D.int8, D.uint8)
+
+
+class _Binary(Op):
+    ufunc = None
+
+    def infer(self, a: Args, chip):
+        x, y = self.tensor(a, "self"), self.tensor(a, "other")
+        self.check_dtype("self", x, _ALLOWED)
+        if y.dtype is not x.dtype:
+            raise TypeError(f"{self.name}: 'self' ({x.dtype.name}) and 'other' ({y.dtype.name}) must have the same dtype")
+        for arg, t in (("self", x), ("other", y)):
+            if t.format not in (F.Format.ND, F.Format.NCHW, F.Format.NCDHW):
+                raise self.fail(arg, f"must be in a base format (ND/NCHW/NCDHW), got {t.format.name}")
+        try:
+            shape = np.broadcast_shapes(x.shape, y.shape)
+        except ValueError:
+            raise self.fail("other", f"shape {y.shape} does not broadcast with {x.shape}") from None
+        return (TensorMeta(tuple(shape), x.dtype),)
+
+    def compute(self, a: Args, outs):
+        x, y = a.self.data, a.other.data
+        if a.self.dtype.is_float:
+            r = self.ufunc(x.astype(np.float32), y.astype(np.float32) * np.float32(a.get("alpha", 1)))
+            return (D.cast(r, outs[0].dtype),)
+        return (self.ufunc(x, y * a.get("alpha", 1)).astype(outs[0].dtype.np_dtype),)
+
+    def plan(self, a: Args, outs, chip):
+        n = math.prod(outs[0].shape)
+        item = outs[0].dtype.itemsize
+        work = "float32" if a.self.dtype in (D.float16, D.bfloat16) else a.self.dtype.name
+        steps = [VectorStep("binary", work)]
+        if work != a.self.dtype.name:
+            steps = [VectorStep("unary", work), VectorStep("unary", work)] + steps + [VectorStep("unary", work)]
+        # a broadcast operand is re-read per tile of the output: charge it at the output's size
+        return elementwise_plan(self.name, chip, n, [Operand("self", item), Operand("other", item)],
+                                [Operand("out0", item)], steps, flops_per_elem=1.0)
+
+
+class Add(_Binary):
+    name = "aten.add"
+    ufunc = staticmethod(np.add)
+
+
+class Mul(_Binary):
+    name = "aten.mul"
+    ufunc = staticmethod(np.multiply)
+
+
+OPS = (Add(), Mul())
