@@ -1,0 +1,344 @@
+"""Quantisation parameter and data ops: npu_trans_quant_param, npu_anti_quant and
+npu_convert_weight_to_int4pack -- plus the bit-level helpers the quantised matmuls share.
+
+Semantics follow the op-plugin pages (26.1.0) ``torch_npu-npu_trans_quant_param``,
+``torch_npu-npu_anti_quant`` and ``torch_npu-npu_convert_weight_to_int4pack``:
+
+* npu_trans_quant_param packs a float32 scale (and optional offset) into the int64 word the cube's
+  FIXPIPE reads: the scale's float32 bits with the low 13 bits cleared (an "FP19": sign, 8-bit
+  exponent, 10-bit mantissa) in bits 0-31, bit 46 set, and the offset rounded half to even,
+  clamped to [-256, 255] and kept as a 9-bit two's-complement field in bits 37-45.
+  ``round_mode=1`` (R_INT) first rounds the float32 mantissa to 10 bits, to nearest with ties to
+  even, as the TransQuantParamV2 kernel does: a zero exponent flushes to a signed zero, an
+  all-ones exponent (inf/NaN) is truncated, a carry out of the mantissa bumps the exponent, and an
+  exponent overflow gives infinity.
+* npu_anti_quant computes ``(x + offset) * scale`` in float32 and rounds once to the output type;
+  an int32 ``x`` holds eight int4 values per word (element j in bits 4j..4j+3).
+* npu_convert_weight_to_int4pack packs int32 words holding one int4 value each, eight per int32 in
+  that same order; a FRACTAL_NZ input gives a FRACTAL_NZ output.
+
+Timing: the three are vector (AIV) kernels. TransQuantParamV2 runs on one vector core and works
+element by element on the scalar unit, so its plan is one AIV block of scalar instructions.
+torch_npu actually packs int4 weights on the host (copy out, pack, copy back); the simulator has no
+host<->device copy model, so the packing is timed as the device kernel CANN also provides for it
+(ConvertWeightToInt4Pack: stream int32 in, packed words out).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ascend_sim import dtypes as D
+from ascend_sim import formats as F
+from ascend_sim.isa import Buf, KernelPlan, Pipe, ProgramBuilder
+from ascend_sim.tensor import TensorMeta
+
+from .base import Args, Op
+from .templates.elementwise import Operand, VectorStep, elementwise_plan
+from .templates.rows import RowOperand, RowStep, row_plan
+
+# ----- the packed quantisation parameter (npu_trans_quant_param's documented bit layout) -----
+FP19_KEEP_MASK = 0xFFFFE000        # the float32 bits an FP19 keeps: sign, exponent, top 10 mantissa bits
+FP19_DROPPED_BITS = 13             # float32 mantissa bits an FP19 drops
+QUANT_PARAM_FLAG_BIT = 46          # set in every packed word
+OFFSET_SHIFT = 37                  # offset field: bits 37..45
+OFFSET_FIELD_BITS = 9
+OFFSET_MIN, OFFSET_MAX = -(1 << (OFFSET_FIELD_BITS - 1)), (1 << (OFFSET_FIELD_BITS - 1)) - 1
+INT8_MIN, INT8_MAX = -128, 127
+
+# c10::ScalarType::QUInt4x2: the id torch passes for torch.quint4x2 (npu_anti_quant's src_dtype)
+QUINT4X2_SCALAR_TYPE = 16
+INT4_PER_INT32 = 8
+
+
+def fp19_bits(scale: np.ndarray, round_mode: int = 0) -> np.ndarray:
+    """float32 values -> uint32 bit patterns of their FP19 (low 13 bits zero)."""
+    bits = np.ascontiguousarray(scale, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    if round_mode == 0:
+        return (bits & FP19_KEEP_MASK).astype(np.uint32)
+    sign = (bits >> 31) & 1
+    exponent = (bits >> 23) & 0xFF
+    mantissa = bits & 0x7FFFFF
+    kept = mantissa >> FP19_DROPPED_BITS
+    round_bit = (mantissa >> (FP19_DROPPED_BITS - 1)) & 1
+    sticky = mantissa & ((1 << (FP19_DROPPED_BITS - 1)) - 1)
+    up = (round_bit == 1) & ((sticky != 0) | ((kept & 1) == 1)) & (exponent != 0) & (exponent != 0xFF)
+    kept = kept + up
+    carry = kept >> 10
+    kept = np.where(carry == 1, 0, kept)
+    exponent = np.where((exponent != 0) & (exponent != 0xFF), exponent + carry, exponent)
+    overflow = exponent > 0xFF
+    exponent = np.where(overflow, 0xFF, exponent)
+    kept = np.where(overflow | (exponent == 0), 0, kept)
+    fp19 = (sign << 18) | (exponent << 10) | kept
+    return (fp19 << FP19_DROPPED_BITS).astype(np.uint32)
+
+
+def pack_quant_param(scale: np.ndarray, offset: np.ndarray | None = None, round_mode: int = 0) -> np.ndarray:
+    """The int64 words of npu_trans_quant_param (shapes already broadcast by the caller)."""
+    words = fp19_bits(scale, round_mode).astype(np.uint64) | np.uint64(1 << QUANT_PARAM_FLAG_BIT)
+    if offset is not None:
+        off = np.clip(np.rint(np.asarray(offset, dtype=np.float32)), OFFSET_MIN, OFFSET_MAX).astype(np.int64)
+        field = (off & ((1 << OFFSET_FIELD_BITS) - 1)).astype(np.uint64) << np.uint64(OFFSET_SHIFT)
+        words = np.broadcast_to(words, np.broadcast_shapes(words.shape, field.shape)) | field
+    return np.ascontiguousarray(words).view(np.int64)
+
+
+def quant_param_scale(words: np.ndarray) -> np.ndarray:
+    """The float32 scale FIXPIPE uses from packed int64 words: their low 32 bits."""
+    w = np.ascontiguousarray(words, dtype=np.int64).view(np.uint64)
+    return (w & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(np.float32)
+
+
+def quant_param_offset(words: np.ndarray) -> np.ndarray:
+    """The signed 9-bit offset field of packed int64 words, as float32."""
+    w = np.ascontiguousarray(words, dtype=np.int64).view(np.uint64)
+    field = ((w >> np.uint64(OFFSET_SHIFT)) & np.uint64((1 << OFFSET_FIELD_BITS) - 1)).astype(np.int64)
+    return np.where(field > OFFSET_MAX, field - (1 << OFFSET_FIELD_BITS), field).astype(np.float32)
+
+
+def to_int8_saturated(values: np.ndarray) -> np.ndarray:
+    """float -> int8 as FIXPIPE/vector requantisation does: round half to even, saturate."""
+    with np.errstate(invalid="ignore"):
+        r = np.rint(np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0))
+    return np.clip(r, INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+def int4_values(words: np.ndarray) -> np.ndarray:
+    """int32 words holding eight int4 values each -> int8 array with the last dim x8."""
+    return D.unpack_int4(np.ascontiguousarray(words, dtype=np.int32)).astype(np.int8)
+
+
+def as_float32(t) -> np.ndarray:
+    """A float/bf16/fp16 tensor's numbers as float32."""
+    return np.asarray(t.data).astype(np.float32)
+
+
+def is_310p(chip) -> bool:
+    return chip.family == "310P"
+
+
+# ----- npu_trans_quant_param -----
+# Instructions the TransQuantParamV2 kernel's per-element loop issues on the scalar unit (read the
+# scale, mask and or the bits, write the word; R_INT adds the field extraction and rounding):
+# counts of the kernel's own code, not hardware constants.
+_SCALAR_OPS_PER_PARAM = {0: 4, 1: 14}
+_SCALAR_OPS_PER_OFFSET = 3
+
+
+def _scalar_kernel_plan(name: str, chip, n: int, loads: list[tuple[str, int, bool]], store: tuple[str, int],
+                        scalar_ops: int) -> KernelPlan:
+    """One AIV block working element by element on its scalar unit, in UB-sized chunks: MTE2 the
+    inputs of a chunk, the scalar loop, MTE3 the results. Chunks run one after another (the kernel
+    synchronises every chunk with PIPE_ALL barriers). ``loads``: (tensor, bytes per element,
+    per-element?) -- a tensor that is not per-element is one value, read once."""
+    b = ProgramBuilder(chip, "AIV")
+    addr = 0
+    for tensor, size, per_elem in loads:
+        if not per_elem:
+            b.load_gm(Buf.UB, addr, tensor, 0, 1, size)
+            addr += 32
+    fixed = addr
+    per_elem_bytes = sum(size for _, size, pe in loads if pe) + store[1]
+    chunk = max(1, min(n, (chip.buffers.ub - fixed) // per_elem_bytes // 32 * 32))
+    for lo in range(0, n, chunk):
+        cnt = min(chunk, n - lo)
+        addr = fixed
+        for tensor, size, per_elem in loads:
+            if per_elem:
+                b.load_gm(Buf.UB, addr, tensor, lo * size, 1, cnt * size)
+                addr += math.ceil(cnt * size / 32) * 32
+        b.set_flag(Pipe.MTE2, Pipe.SCALAR, 0)
+        b.wait_flag(Pipe.MTE2, Pipe.SCALAR, 0)
+        b.scalar(cnt * scalar_ops)
+        b.set_flag(Pipe.SCALAR, Pipe.MTE3, 0)
+        b.wait_flag(Pipe.SCALAR, Pipe.MTE3, 0)
+        b.store_gm(addr, store[0], lo * store[1], 1, cnt * store[1])
+        b.set_flag(Pipe.MTE3, Pipe.MTE2, 0)
+        b.wait_flag(Pipe.MTE3, Pipe.MTE2, 0)
+    return KernelPlan(name, "AIV", [[b.build()]], tensors=tuple(t for t, _, _ in loads) + (store[0],))
+
+
+def trans_quant_param_plan(name: str, chip, n: int, *, scale: str = "scale", scale_len: int | None = None,
+                           offset: str | None = None, offset_len: int = 1, out: str = "out0",
+                           round_mode: int = 0) -> KernelPlan:
+    """The TransQuantParamV2 kernel for ``n`` output words (also used by the quantised matmuls,
+    which run it before the cube kernel when given a float32 scale). A scale or offset of length 1
+    is read once and broadcast."""
+    scale_len = n if scale_len is None else scale_len
+    loads = [(scale, 4, scale_len == n and n > 1)]
+    if offset:
+        loads.append((offset, 4, offset_len == n and n > 1))
+    ops = _SCALAR_OPS_PER_PARAM[round_mode] + (_SCALAR_OPS_PER_OFFSET if offset else 0)
+    return _scalar_kernel_plan(name, chip, n, loads, (out, 8), ops)
+
+
+class NpuTransQuantParam(Op):
+    name = "npu_trans_quant_param"
+
+    def _shape(self, a: Args) -> tuple[int, ...]:
+        scale = self.tensor(a, "scale")
+        offset = self.tensor(a, "offset", optional=True)
+        self.check_dtype("scale", scale, [D.float32])
+        if scale.ndim not in (1, 2) or (scale.ndim == 2 and scale.shape[0] != 1):
+            raise self.fail("scale", f"must be 1-D (t,) or 2-D (1, n); got shape {scale.shape}")
+        if scale.numel == 0:
+            raise self.fail("scale", "empty tensors are not supported")
+        shape = scale.shape
+        if offset is not None:
+            self.check_dtype("offset", offset, [D.float32])
+            if offset.numel == 0:
+                raise self.fail("offset", "empty tensors are not supported")
+            if scale.ndim == 1:
+                if offset.ndim != 1:
+                    raise self.fail("offset", f"must be 1-D like scale; got shape {offset.shape}")
+                t, o = scale.shape[0], offset.shape[0]
+                if t != 1 and o != 1 and t != o:
+                    raise self.fail("offset", f"length {o} must be 1 or equal scale's length {t}")
+                shape = (max(t, o),)
+            elif offset.shape != scale.shape:
+                raise self.fail("offset", f"shape {offset.shape} must equal scale's shape {scale.shape} when scale "
+                                          "is 2-D")
+        if a.get("round_mode") is None:
+            a["round_mode"] = 0
+        self.int_arg(a, "round_mode", lo=0, hi=1)
+        return shape
+
+    def infer(self, a: Args, chip):
+        return (TensorMeta(self._shape(a), D.int64),)
+
+    def compute(self, a: Args, outs):
+        shape = outs[0].shape
+        scale = np.broadcast_to(a.scale.data.astype(np.float32), shape)
+        offset = None if a.get("offset") is None else np.broadcast_to(a.offset.data.astype(np.float32), shape)
+        return (pack_quant_param(scale, offset, a.round_mode).reshape(shape),)
+
+    def plan(self, a: Args, outs, chip):
+        off = a.get("offset")
+        return trans_quant_param_plan(self.name, chip, outs[0].numel, scale_len=a.scale.numel,
+                                      offset=None if off is None else "offset",
+                                      offset_len=1 if off is None else off.numel, round_mode=int(a.round_mode))
+
+    def attrs(self, a: Args) -> dict:
+        return {"round_mode": a.get("round_mode", 0)}
+
+
+# ----- npu_anti_quant -----
+def _anti_quant_src(op: Op, a: Args) -> D.DType:
+    """The logical source dtype: int8, or int4 when x is int32 words (src_dtype checked)."""
+    x = a.x
+    src = a.get("src_dtype")
+    logical = D.int4 if x.dtype is D.int32 else x.dtype
+    if src is None:
+        return logical
+    if isinstance(src, (int, np.integer)) and not isinstance(src, bool) and int(src) == QUINT4X2_SCALAR_TYPE:
+        want = D.int4
+    else:
+        want = op.dtype_arg(a, "src_dtype")
+    if want is not logical:
+        rule = ("x is int32 (packed int4), so src_dtype must be int4/quint4x2" if x.dtype is D.int32
+                else f"must match x's dtype {x.dtype.name}")
+        raise TypeError(f"{op.name}: argument 'src_dtype' is {want.name}: {rule}")
+    return want
+
+
+class NpuAntiQuant(Op):
+    name = "npu_anti_quant"
+    MAX_RANK = 8
+
+    def infer(self, a: Args, chip):
+        x = self.tensor(a, "x")
+        scale = self.tensor(a, "scale")
+        offset = self.tensor(a, "offset", optional=True)
+        p310 = is_310p(chip)
+        self.check_dtype("x", x, [D.int8] if p310 else [D.int8, D.int32])
+        if x.ndim > self.MAX_RANK:
+            raise self.fail("x", f"has {x.ndim} dimensions; at most {self.MAX_RANK} are supported")
+        if x.dtype is D.int32 and x.ndim == 0:
+            raise self.fail("x", "an int32 (packed int4) x must have at least one dimension")
+        src = _anti_quant_src(self, a)
+        self.check_dtype("scale", scale, [D.float32] if p310 else [D.float32, D.bfloat16])
+        if scale.ndim != 1:
+            raise self.fail("scale", f"must be 1-D (n,); got shape {scale.shape}")
+        last = (x.shape[-1] if x.ndim else 1) * (INT4_PER_INT32 if src is D.int4 else 1)
+        n = scale.shape[0]
+        if n != 1 and n != last:
+            what = "8 x the last dimension of x (int4)" if src is D.int4 else "the last dimension of x"
+            raise self.fail("scale", f"length {n} must be 1 or {what} ({last})")
+        if offset is not None:
+            if offset.dtype is not scale.dtype:
+                raise TypeError(f"{self.name}: argument 'offset' has dtype {offset.dtype.name}; it must match "
+                                f"scale's dtype {scale.dtype.name}")
+            if offset.shape != scale.shape:
+                raise self.fail("offset", f"shape {offset.shape} must equal scale's shape {scale.shape}")
+        dst = D.float16 if a.get("dst_dtype") is None else self.dtype_arg(a, "dst_dtype")
+        allowed = [D.float16] if p310 else [D.float16, D.bfloat16]
+        if dst not in allowed:
+            raise TypeError(f"{self.name}: argument 'dst_dtype' is {dst.name}; allowed: "
+                            f"{', '.join(d.name for d in allowed)}")
+        shape = x.shape if src is not D.int4 else (*x.shape[:-1], last)
+        return (TensorMeta(shape, dst),)
+
+    def compute(self, a: Args, outs):
+        x = a.x
+        vals = int4_values(x.data) if x.dtype is D.int32 else x.data
+        v = vals.astype(np.float32)
+        if a.get("offset") is not None:
+            v = v + as_float32(a.offset)
+        v = v * as_float32(a.scale)
+        return (D.cast(v, outs[0].dtype),)
+
+    def plan(self, a: Args, outs, chip):
+        out = outs[0]
+        if out.numel == 0:
+            return None
+        cols = out.shape[-1] if out.shape else 1
+        rows = out.numel // cols
+        src_item = 0.5 if a.x.dtype is D.int32 else 1.0
+        n = a.scale.shape[0]
+        inputs = [RowOperand("x", src_item), RowOperand("scale", a.scale.dtype.itemsize, "shared", cols=n)]
+        steps = [RowStep("unary", "float32")]                       # widen the integers to fp32
+        if a.get("offset") is not None:
+            inputs.append(RowOperand("offset", a.offset.dtype.itemsize, "shared", cols=n))
+            steps.append(RowStep("binary", "float32"))              # + offset
+        steps += [RowStep("binary", "float32"), RowStep("unary", "float32")]   # * scale, round to dst
+        return row_plan(self.name, chip, rows, cols, inputs, [RowOperand("out0", out.dtype.itemsize)], steps,
+                        temps_bytes=4.0)
+
+    def attrs(self, a: Args) -> dict:
+        return {"dst_dtype": str(a.get("dst_dtype") or "float16")}
+
+
+# ----- npu_convert_weight_to_int4pack -----
+class NpuConvertWeightToInt4pack(Op):
+    name = "npu_convert_weight_to_int4pack"
+
+    def infer(self, a: Args, chip):
+        w = self.tensor(a, "weight")
+        self.check_dtype("weight", w, [D.int32])
+        if w.ndim != 2:
+            raise self.fail("weight", f"must be 2-D (k, n) or (n, k); got shape {w.shape}")
+        if min(w.shape) <= 0:
+            raise self.fail("weight", f"every dimension must be positive; got {w.shape}")
+        if w.shape[-1] % INT4_PER_INT32:
+            raise self.fail("weight", f"the last dimension ({w.shape[-1]}) must be a multiple of {INT4_PER_INT32}")
+        if w.format not in (F.Format.ND, F.Format.FRACTAL_NZ):
+            raise self.fail("weight", f"format must be ND or FRACTAL_NZ; got {w.format.name}")
+        self.int_arg(a, "inner_k_tiles")                            # reserved, unused by the op
+        if w.data is not None and w.data.size and (w.data.min() < -8 or w.data.max() > 7):
+            raise self.fail("weight", "every value must lie in the int4 range [-8, 7]")
+        return (TensorMeta((w.shape[0], w.shape[1] // INT4_PER_INT32), D.int32, w.format),)
+
+    def compute(self, a: Args, outs):
+        return (D.pack_int4(a.weight.data),)
+
+    def plan(self, a: Args, outs, chip):
+        n = a.weight.numel
+        # per value: shift it to its nibble and or it into the word (two integer vector passes)
+        return elementwise_plan(self.name, chip, n, [Operand("weight", 4.0)],
+                                [Operand("out0", 4.0 / INT4_PER_INT32)],
+                                [VectorStep("unary", "int32"), VectorStep("binary", "int32")])
+
+
+OPS = (NpuTransQuantParam(), NpuAntiQuant(), NpuConvertWeightToInt4pack())
