@@ -389,7 +389,8 @@ class Engine:
         for name, (lo, hi, reads, writes) in self._ranges(plan).items():
             idx = self._lines_of(dm, task, name, lo, hi)
             if idx is not None:
-                dm.l2.access(idx, count_hits=False)
+                dm.l2.access(idx, count_hits=False, write=writes)
+        self._write_back(dm)
         for k in ("bytes_read", "bytes_written", "read_lines", "hit_lines", "l2_bytes", "hbm_bytes"):
             setattr(st, k, getattr(memo, k))
         st.busy.update(memo.busy)
@@ -448,11 +449,11 @@ class Engine:
         yield env.timeout(self.chip.runtime.block_dispatch_cycles)
         start = env.now
         st.first = min(st.first, start)
-        flags = _Flags()
-        xflags = _Flags()
+        xflags = _Flags()           # cross-core flags: shared by the block's cores
         procs = []
         n_aiv = sum(1 for p in plan.blocks[bi] if p.core == "AIV")
         for pi, (prog, core) in enumerate(zip(plan.blocks[bi], cores)):
+            flags = _Flags()        # set_flag/wait_flag join the pipes of one core only
             st.cores.add(core)
             scale = self._scale[prog.core]
             per_pipe: dict[int, list[int]] = collections.defaultdict(list)
@@ -566,11 +567,10 @@ class Engine:
         idx = dm.l2.lines(base, acc.offset, acc.rows, acc.row_bytes, acc.stride)
         per_payload = acc.bus_bytes / acc.payload
         if acc.write:
-            dm.l2.access(idx)
-            demand = (per_payload, per_payload)
+            dm.l2.access(idx, write=True)       # write-back: HBM sees it when the line is evicted
+            demand = (per_payload, 0.0)
             lat = self._lat_write
             st.bytes_written += acc.payload
-            st.hbm_bytes += acc.bus_bytes
         else:
             hits = dm.l2.access(idx)
             n = len(idx)
@@ -583,6 +583,7 @@ class Engine:
             st.bytes_read += acc.payload
             st.hbm_bytes += fill
         st.l2_bytes += acc.bus_bytes
+        st.hbm_bytes += self._write_back(dm)
         cap = acc.payload / (acc.path_cycles * scale)
         flow = yield dm.net.start(acc.payload, cap, ((dm.res_l2, demand[0]), (dm.res_hbm, demand[1])))
         if flow is not None:
@@ -662,6 +663,14 @@ class Engine:
                 key = "hbm" if r in (src.res_hbm, dst.res_hbm) else "link" if r >= 0 else "dma"
                 limited[key] += dt
 
+    def _write_back(self, dm: DeviceModel) -> int:
+        """Start the HBM writes of dirty lines L2 just evicted (nobody waits for them, but they
+        take HBM bandwidth from everyone); returns their bytes."""
+        wb = dm.l2.take_writeback()
+        if wb:
+            dm.net.start(wb, float("inf"), ((dm.res_hbm, 1.0),))
+        return wb
+
     # ----- prefetch into L2 (npu_prefetch) -----
     def prefetch(self, dm: DeviceModel, base: int, nbytes: int, piece: int):
         """Bring [base, base + nbytes) into L2 from HBM piece by piece (a generator); returns the
@@ -676,5 +685,6 @@ class Engine:
                 yield dm.net.start(n * miss, float("inf"), ((dm.res_l2, 1.0), (dm.res_hbm, 1.0)))
                 moved += n * miss
             dm.l2.access(idx, count_hits=False)
+            moved += self._write_back(dm)
             off += n
         return moved

@@ -1,18 +1,21 @@
 """The memory system of one device: the L2 cache and the shared bandwidth of L2 and HBM.
 
-L2 (:class:`L2Cache`): physically addressed, the preset's capacity, 512-byte lines, LRU. A line
-is tracked by the stamp of its last use in one array over the device's address space (0 =
-absent), so a lookup of a tile is a handful of vectorised numpy operations whatever the tensor's
-size. LRU eviction is lazy: every access appends (stamp, lines) to a log; when the cache is over
-capacity the oldest log records are dropped, and a line is evicted only if its stamp is still the
-one that record set (a later use refreshed it otherwise). Reads count hits; writes allocate
-(write-back cache with write-allocate).
+L2 (:class:`L2Cache`): physically addressed, the preset's capacity, 512-byte lines, LRU,
+write-back with write-allocate. A line is tracked by the stamp of its last use in one array over
+the device's address space (0 = absent), so a lookup of a tile is a handful of vectorised numpy
+operations whatever the tensor's size. LRU eviction is lazy: every access appends (stamp, lines)
+to a log; when the cache is over capacity the oldest log records are dropped, and a line is
+evicted only if its stamp is still the one that record set (a later use refreshed it otherwise).
+Reads count hits. Writes mark their lines dirty; a dirty line costs HBM a write-back when it is
+evicted (:meth:`L2Cache.take_writeback` hands the engine those bytes), so data that is written
+and read again while it fits in L2 never touches HBM.
 
 Bandwidth (:class:`FluidNetwork`): L2 and HBM are fluid resources shared by every active transfer
 of the device (cores, prefetches, the communication engine). A transfer is a flow of payload bytes
 with its own cap (the core's path rate for its access pattern) and a demand on each resource per
 payload byte: bus bytes / payload on L2; on HBM, for reads the whole lines its misses fill (a read
-of 32 bytes that misses costs HBM a 512-byte line), for writes the bytes written back. Rates are max-min fair (progressive filling):
+of 32 bytes that misses costs HBM a 512-byte line); writes load HBM only later, when their dirty
+lines are evicted (a background flow of the evicted bytes). Rates are max-min fair (progressive filling):
 all unfrozen flows rise together until a flow reaches its cap or a resource saturates; those
 flows freeze and the rest continue. Rates are recomputed whenever a flow starts or ends; between
 such events every flow moves at a constant rate, so completion times are exact.
@@ -34,7 +37,9 @@ class L2Cache:
         self.line = int(line_bytes)
         self.capacity = max(1, int(capacity_bytes) // self.line)
         self.stamps = np.zeros(1 << 16, np.int32)
+        self.dirty = np.zeros(1 << 16, np.bool_)
         self.present = 0
+        self._writeback = 0
         self.clock = 0
         self._log: collections.deque = collections.deque()
 
@@ -59,9 +64,13 @@ class L2Cache:
         grown = np.zeros(n, np.int32)
         grown[:len(self.stamps)] = self.stamps
         self.stamps = grown
+        dirty = np.zeros(n, np.bool_)
+        dirty[:len(self.dirty)] = self.dirty
+        self.dirty = dirty
 
-    def access(self, idx: np.ndarray, count_hits: bool = True) -> int:
-        """Touch lines; returns how many were present. Misses are filled (evicting LRU lines)."""
+    def access(self, idx: np.ndarray, count_hits: bool = True, write: bool = False) -> int:
+        """Touch lines; returns how many were present. Misses are filled (evicting LRU lines);
+        ``write`` marks the lines dirty."""
         if len(idx) == 0:
             return 0
         top = int(idx[-1])
@@ -72,6 +81,8 @@ class L2Cache:
         old = self.stamps[idx]
         hits = int(np.count_nonzero(old))
         self.stamps[idx] = s
+        if write:
+            self.dirty[idx] = True
         self.present += len(idx) - hits
         self._log.append((s, idx))
         if self.present > self.capacity:
@@ -87,8 +98,19 @@ class L2Cache:
             mine = stamps[idx] == s
             n = int(np.count_nonzero(mine))
             if n:
-                stamps[idx[mine]] = 0
+                gone = idx[mine]
+                stamps[gone] = 0
+                d = self.dirty[gone]
+                nd = int(np.count_nonzero(d))
+                if nd:
+                    self._writeback += nd
+                    self.dirty[gone] = False
                 self.present -= n
+
+    def take_writeback(self) -> int:
+        """Bytes of dirty lines evicted since the last call (HBM owes them a write)."""
+        n, self._writeback = self._writeback, 0
+        return n * self.line
 
     def resident_fraction(self, idx: np.ndarray) -> float:
         if len(idx) == 0:
@@ -100,7 +122,9 @@ class L2Cache:
 
     def clear(self) -> None:
         self.stamps[:] = 0
+        self.dirty[:] = False
         self.present = 0
+        self._writeback = 0
         self._log.clear()
 
 

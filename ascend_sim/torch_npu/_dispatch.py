@@ -148,11 +148,13 @@ def run_op(sim, dev, op: _ops.Op, a: _ops.Args) -> tuple[NPUTensor, ...]:
         attrs = op.attrs(a)
         if plans is None or not isinstance(plans, (list, tuple)):
             plans = [plans]
+        # one GM scratch area per call, shared by its kernels (one hands data to the next through
+        # it), held until they have run
+        ws_bytes = max([p.workspace_bytes for p in plans if p is not None] or [0])
+        ws = dev.new_tensor(TensorMeta((int(ws_bytes),), D.uint8)) if ws_bytes else None
         for k, plan in enumerate(plans):
             task_addrs, task_attrs = dict(addrs), dict(attrs)
-            if plan is not None and plan.workspace_bytes:
-                # GM scratch for the kernel, held until the task has run
-                ws = dev.new_tensor(TensorMeta((int(plan.workspace_bytes),), D.uint8))
+            if ws is not None:
                 task_addrs["workspace"] = ws.address
                 task_attrs["_workspace"] = ws
             if len(plans) > 1:

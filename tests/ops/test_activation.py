@@ -246,5 +246,6 @@ def test_instruction_mix_orders_the_kernels():
     tanh = _time_alone("Ascend910B2", lambda x: torch_npu.npu_gelu(x, approximate="tanh"))
     silu = _time_alone("Ascend910B2", torch_npu.npu_silu)
     assert erf.duration_us > tanh.duration_us > silu.duration_us
-    assert erf.bound == "vector" and silu.bound == "hbm"
+    # silu's 16 MiB output stays in the write-back L2, so its kernel is shorter than its launch
+    assert erf.bound == "vector" and silu.bound in ("hbm", "launch")
     assert erf.flops > tanh.flops > silu.flops > 0
