@@ -6,9 +6,9 @@ ChipSpec only. This package may import ascend_sim.hw (and dtypes) and nothing el
 simulator.
 """
 from .pipes import AIC_PIPES, AIV_PIPES, LANE_NAMES, Buf, Pipe
-from .program import (BARRIER, COMPUTE, CORE_TYPES, GM, KIND_NAMES, SET, WAIT, XSET, XWAIT, GMAccess, ISAError,
-                      KernelPlan, Program, ProgramBuilder)
+from .program import (BARRIER, COMPUTE, CORE_TYPES, GM, KIND_NAMES, SET, WAIT, XSET, XWAIT, CommStep, GMAccess,
+                      ISAError, KernelPlan, Program, ProgramBuilder, WaitComm)
 
 __all__ = ["Pipe", "Buf", "LANE_NAMES", "AIC_PIPES", "AIV_PIPES", "Program", "ProgramBuilder", "KernelPlan",
            "GMAccess", "ISAError", "CORE_TYPES", "COMPUTE", "GM", "SET", "WAIT", "BARRIER", "XSET", "XWAIT",
-           "KIND_NAMES"]
+           "KIND_NAMES", "CommStep", "WaitComm"]

@@ -172,6 +172,25 @@ def _rows_cost(phase0: int, rows: int, row_bytes: int, stride_mod: int, rate: fl
     return int((bus * counts).sum()), float((cyc * counts).sum())
 
 
+@dataclass(frozen=True)
+class CommStep:
+    """A collective inside an op's plan (fused matmul + communication): run by the device's
+    communication engine on its own stream, after the op's kernel number ``after`` (an index into
+    the op's list of KernelPlans; None: after the kernel just before it in the list)."""
+
+    kind: str            # "all_reduce", "all_gather", "reduce_scatter", "all_to_all"
+    nbytes: int          # as ascend_sim.engine.collectives.schedule takes it
+    name: str = ""
+    after: int | None = None
+
+
+@dataclass(frozen=True)
+class WaitComm:
+    """In an op's plan list: the kernels after this wait for the op's CommStep number ``step``."""
+
+    step: int
+
+
 def _ceil(a: float, b: float) -> int:
     if isinstance(a, int) and isinstance(b, int):
         return -(-a // b)

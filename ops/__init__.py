@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import Args, Op, OpError
+from .base import Args, CommOp, Op, OpError
 
 REGISTRY: dict[str, Op] = {}
 
@@ -27,4 +27,4 @@ def get_op(name: str) -> Op | None:
     return REGISTRY.get(name)
 
 
-__all__ = ["Op", "OpError", "Args", "REGISTRY", "get_op"]
+__all__ = ["Op", "CommOp", "OpError", "Args", "REGISTRY", "get_op"]

@@ -29,6 +29,8 @@ vector cores have work when there are few rows.
 """
 from __future__ import annotations
 
+import abc
+
 import math
 
 import numba
@@ -90,8 +92,9 @@ class _Elementwise(Op):
     def check_attrs(self, a: Args) -> None:
         """Checks of the non-tensor arguments (none by default)."""
 
+    @abc.abstractmethod
     def fn(self, a: Args, x32: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The activation on float32 values."""
 
     def compute(self, a: Args, outs):
         x = a[self.arg].data
@@ -99,9 +102,9 @@ class _Elementwise(Op):
             y = self.fn(a, _fp32(x))
         return (D.cast(y, outs[0].dtype),)
 
+    @abc.abstractmethod
     def vector_steps(self, a: Args, chip) -> tuple[list[VectorStep], float]:
         """The fp32 compute steps per element and the fp32 scratch bytes per element they need."""
-        raise NotImplementedError
 
     def device_work(self, a: Args) -> bool:
         return a[self.arg].numel > 0

@@ -19,6 +19,7 @@ Ops import dtypes, formats, tensor, hw and isa -- never the runtime or the engin
 """
 from __future__ import annotations
 
+import abc
 from typing import Any, Sequence
 
 import numpy as np
@@ -41,17 +42,19 @@ class Args(dict):
             raise AttributeError(name) from None
 
 
-class Op:
+class Op(abc.ABC):
     """Base class of every op. See the module docstring for the protocol."""
 
     name: str = ""
     inplace: str | None = None       # argument written in place and returned
 
+    @abc.abstractmethod
     def infer(self, a: Args, chip) -> tuple[TensorMeta, ...]:
-        raise NotImplementedError(f"{self.name}: infer")
+        """Check the arguments; return the outputs' metadata."""
 
+    @abc.abstractmethod
     def compute(self, a: Args, outs: Sequence[TensorMeta]) -> tuple[np.ndarray, ...]:
-        raise NotImplementedError(f"{self.name}: compute")
+        """The outputs' numbers (full mode only)."""
 
     def plan(self, a: Args, outs: Sequence[TensorMeta], chip):
         """The KernelPlan, or a list of them when the op launches several kernels in order (each
@@ -100,3 +103,28 @@ class Op:
         if hi is not None and v > hi:
             raise self.fail(arg, f"must be <= {hi}, got {v}")
         return v
+
+
+class CommOp(Op):
+    """An op whose result needs other ranks (the fused matmul + communication ops).
+
+    Protocol, on top of :class:`Op`: ``local(a)`` computes this rank's part (e.g. its partial
+    matmul); ``combine(parts, a, ranks)`` -- run once, by the last rank of the group to arrive --
+    turns every rank's part into every rank's outputs ({rank: tuple of arrays}); ``plan`` returns
+    a list of KernelPlans, CommSteps and WaitComms (``ascend_sim.isa``). ``group_arg`` names the
+    argument holding the HCCL group name. The front door runs the rendezvous (ops never see the
+    runtime); ``compute`` is not used.
+    """
+
+    group_arg = "hcom"
+
+    @abc.abstractmethod
+    def local(self, a: Args):
+        """This rank's part of the result (full mode only)."""
+
+    @abc.abstractmethod
+    def combine(self, parts: dict, a: Args, ranks: tuple) -> dict:
+        """{rank: part} -> {rank: tuple of output arrays}."""
+
+    def compute(self, a: Args, outs):
+        raise TypeError(f"{self.name} is a communicating op: the front door calls local/combine")

@@ -35,6 +35,8 @@ normalise), each streaming the row again.
 """
 from __future__ import annotations
 
+import abc
+
 import math
 from typing import Sequence
 
@@ -271,8 +273,9 @@ class _GroupNormSwish(Op):
     def affine_dtypes(self, x_dtype: D.DType) -> tuple[D.DType, ...]:
         return (x_dtype,)
 
+    @abc.abstractmethod
     def eps(self, a: Args) -> float:
-        raise NotImplementedError
+        """The op's epsilon argument."""
 
     def swish_scale(self, a: Args) -> float:
         return 1.0
