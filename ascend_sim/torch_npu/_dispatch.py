@@ -92,7 +92,10 @@ def call(entry: ApiEntry, arguments: dict[str, Any]) -> Any:
         result = host(sim, dev, _ops.Args(arguments), as_torch)
         return result
     a = _ops.Args({k: _convert(v, dev, sim.is_meta) for k, v in arguments.items()})
-    outputs = run_op(sim, dev, op, a)
+    if isinstance(op, _ops.CommOp):
+        outputs = run_comm_op(sim, dev, op, a)
+    else:
+        outputs = run_op(sim, dev, op, a)
     return _package(entry, outputs, as_torch)
 
 
@@ -143,24 +146,9 @@ def run_op(sim, dev, op: _ops.Op, a: _ops.Args) -> tuple[NPUTensor, ...]:
                         for m, d in zip(metas, datas or (None,) * len(metas)))
     if work:
         plans = _plans(sim, op, a, metas)
-        inputs = tuple(v.meta for v in a.values() if isinstance(v, NPUTensor))
-        addrs = addresses(a, outputs)
-        attrs = op.attrs(a)
         if plans is None or not isinstance(plans, (list, tuple)):
             plans = [plans]
-        # one GM scratch area per call, shared by its kernels (one hands data to the next through
-        # it), held until they have run
-        ws_bytes = max([p.workspace_bytes for p in plans if p is not None] or [0])
-        ws = dev.new_tensor(TensorMeta((int(ws_bytes),), D.uint8)) if ws_bytes else None
-        for k, plan in enumerate(plans):
-            task_addrs, task_attrs = dict(addrs), dict(attrs)
-            if ws is not None:
-                task_addrs["workspace"] = ws.address
-                task_attrs["_workspace"] = ws
-            if len(plans) > 1:
-                task_attrs["kernel"] = plan.name if plan is not None else f"part{k}"
-            sim.submit(Task(op.name, "kernel" if plan is not None else "host", dev.current_stream, plan=plan,
-                            inputs=inputs, outputs=metas, attrs=task_attrs, addresses=task_addrs))
+        _submit_kernels(sim, dev, op, a, metas, outputs, plans)
     if datas is not None and not dev.float_status:
         dev.float_status = overflowed([v for v in a.values() if isinstance(v, NPUTensor)], datas)
     return outputs
@@ -190,9 +178,9 @@ def _key_of(v: Any):
     return v
 
 
-def _plans(sim, op, a: _ops.Args, metas):
+def _plans(sim, op, a: _ops.Args, metas, extra=()):
     try:
-        key = (op.name, sim.chip.name, id(sim.chip), tuple((k, _key_of(v)) for k, v in a.items()))
+        key = (op.name, sim.chip.name, id(sim.chip), extra, tuple((k, _key_of(v)) for k, v in a.items()))
         hash(key)
     except TypeError:
         return op.plan(a, metas, sim.chip)
@@ -202,6 +190,93 @@ def _plans(sim, op, a: _ops.Args, metas):
             _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
         hit = _PLAN_CACHE[key] = (op.plan(a, metas, sim.chip), sim.chip)
     return hit[0]
+
+
+def _workspace(dev, plans):
+    """One GM scratch area per call, shared by its kernels (one hands data to the next through
+    it); the tasks hold it until they have run."""
+    ws_bytes = max([p.workspace_bytes for p in plans if p is not None and hasattr(p, "workspace_bytes")] or [0])
+    return dev.new_tensor(TensorMeta((int(ws_bytes),), D.uint8)) if ws_bytes else None
+
+
+def _submit_kernels(sim, dev, op, a: _ops.Args, metas, outputs, plans, ws="new") -> list:
+    """Queue an op's kernels on the current stream; returns their tasks."""
+    inputs = tuple(v.meta for v in a.values() if isinstance(v, NPUTensor))
+    addrs = addresses(a, outputs)
+    attrs = op.attrs(a)
+    if ws == "new":
+        ws = _workspace(dev, plans)
+    tasks = []
+    for k, plan in enumerate(plans):
+        task_addrs, task_attrs = dict(addrs), dict(attrs)
+        if ws is not None:
+            task_addrs["workspace"] = ws.address
+            task_attrs["_workspace"] = ws
+        if len(plans) > 1:
+            task_attrs["kernel"] = plan.name if plan is not None else f"part{k}"
+        tasks.append(sim.submit(Task(op.name, "kernel" if plan is not None else "host", dev.current_stream,
+                                     plan=plan, inputs=inputs, outputs=metas, attrs=task_attrs, addresses=task_addrs)))
+    return tasks
+
+
+def run_comm_op(sim, dev, op: "_ops.CommOp", a: _ops.Args) -> tuple[NPUTensor, ...]:
+    """A communicating op: infer, this rank's part, the rendezvous that combines every rank's
+    parts, then its kernels on the current stream and its collectives on the comm stream, joined
+    by events so chunks of compute and communication pipeline."""
+    from ..engine.collectives import CollectiveCall, choose_algorithm, schedule
+    from ..isa import CommStep, KernelPlan, WaitComm
+    from ..runtime import Event
+
+    metas = tuple(op.infer(a, sim.chip))
+    group = sim.world.group(a.get(op.group_arg))
+    if dev.index not in group.ranks:
+        raise ValueError(f"{op.name}: rank {dev.index} is not in the group {group.name!r} ({list(group.ranks)})")
+    items = list(_plans(sim, op, a, metas, extra=(group.name, group.ranks)) or [])
+    steps = [it for it in items if isinstance(it, CommStep)]
+    tensors = tuple((k, v.shape, v.dtype.name) for k, v in a.items() if isinstance(v, NPUTensor))
+    desc = (op.name, tensors, tuple((c.kind, c.nbytes) for c in steps))
+    topo = sim.topology
+
+    def combine(parts):
+        results = {r: None for r in parts} if sim.is_meta else op.combine(parts, a, group.ranks)
+        calls = []
+        for c in steps:
+            alg = choose_algorithm(c.kind, list(group.ranks), c.nbytes, topo.servers(), topo.mesh)
+            calls.append(CollectiveCall(c.kind, alg, tuple(group.ranks), c.nbytes,
+                                        schedule(c.kind, alg, list(group.ranks), c.nbytes, servers=topo.servers()),
+                                        c.name or f"{op.name}.{c.kind}"))
+        return results, calls
+
+    mine, calls = sim.world.meet(group, dev.index, desc, None if sim.is_meta else op.local(a), combine)
+    outputs = tuple(dev.new_tensor(m, None if mine is None else np.ascontiguousarray(mine[i]))
+                    for i, m in enumerate(metas))
+    cur, comm = dev.current_stream, dev.comm_stream
+    after_kernel: list[Event] = []
+    after_comm: list[Event] = []
+    ws = _workspace(dev, items)
+    for it in items:
+        if isinstance(it, KernelPlan):
+            _submit_kernels(sim, dev, op, a, metas, outputs, [it], ws=ws)
+            ev = Event()
+            ev.record(cur)
+            after_kernel.append(ev)
+        elif isinstance(it, CommStep):
+            i = len(after_comm)
+            dep = after_kernel[it.after] if it.after is not None else (after_kernel[-1] if after_kernel else None)
+            if dep is not None:
+                dep.wait(comm)
+            sim.submit(Task(calls[i].name, "collective", comm, inputs=tuple(m for m in metas),
+                            attrs={"_coll": calls[i], "op": op.name}))
+            ev = Event()
+            ev.record(comm)
+            after_comm.append(ev)
+        elif isinstance(it, WaitComm):
+            after_comm[it.step].wait(cur)
+        else:
+            raise TypeError(f"{op.name}: plan items must be KernelPlan, CommStep or WaitComm, got {type(it).__name__}")
+    for ev in after_comm:     # the op's outputs are ready once its communication is done
+        ev.wait(cur)
+    return outputs
 
 
 def addresses(a: _ops.Args, outputs) -> dict[str, int]:
