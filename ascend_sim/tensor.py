@@ -49,7 +49,7 @@ class TensorMeta:
 class NPUTensor:
     """A tensor on a simulated NPU. Ops take and return these (or torch tensors, see the front door)."""
 
-    __slots__ = ("_meta", "_data", "device", "block", "offset", "__weakref__")
+    __slots__ = ("_meta", "_data", "device", "block", "offset", "_base", "__weakref__")
 
     def __init__(self, shape, dtype, format=_formats.Format.ND, *, data: np.ndarray | None = None,
                  device: Any = None, block: Any = None):
@@ -70,6 +70,7 @@ class NPUTensor:
         self.device = device
         self.block = block
         self.offset = 0   # bytes from the block's start (aligned allocations)
+        self._base = None  # the tensor a view shares storage with (kept alive by the view)
 
     # ----- metadata -----
     @property
@@ -152,6 +153,33 @@ class NPUTensor:
     def storage(self) -> np.ndarray:
         """The numbers in the storage layout (e.g. FRACTAL_NZ blocks with zero padding)."""
         return _formats.to_storage(self.numpy(), self.format, self.dtype)
+
+    def view(self, *shape) -> "NPUTensor":
+        """The same storage under another shape (torch's Tensor.view): no data moves, no kernel runs.
+        Only for row-major (base format) tensors; one dimension may be -1."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        if self.format not in (_formats.Format.ND, _formats.Format.NCHW, _formats.Format.NCDHW):
+            raise ValueError(f"view: a {self.format.name} tensor is stored in fractals; cast it to ND first")
+        shape = tuple(int(s) for s in shape)
+        if shape.count(-1) > 1:
+            raise ValueError(f"view: only one dimension can be -1, got {shape}")
+        if -1 in shape:
+            known = math.prod(s for s in shape if s != -1)
+            if known == 0 or self.numel % known:
+                raise ValueError(f"view: shape {shape} does not fit {self.numel} elements")
+            shape = tuple(self.numel // known if s == -1 else s for s in shape)
+        if math.prod(shape) != self.numel:
+            raise ValueError(f"view: shape {shape} has {math.prod(shape)} elements, the tensor has {self.numel}")
+        fmt = {4: _formats.Format.NCHW, 5: _formats.Format.NCDHW}.get(len(shape), _formats.Format.ND) \
+            if self.format != _formats.Format.ND or len(self.shape) in (4, 5) else _formats.Format.ND
+        data = None if self._data is None else self._data.reshape(shape)
+        v = NPUTensor(shape, self.dtype, fmt, data=data, device=self.device, block=self.block)
+        v.offset = self.offset
+        v._base = self if self._base is None else self._base
+        return v
+
+    reshape = view
 
     def _set_meta(self, meta: TensorMeta) -> None:
         """Used by in-place format changes (npu_format_cast_)."""

@@ -39,3 +39,19 @@ def test_tensor_meta_sizes_include_padding():
     m = TensorMeta((2, 20, 7, 7), __import__("ascend_sim").dtypes.float16, Format.NC1HWC0)
     assert m.storage_shape == (2, 2, 7, 7, 16)
     assert m.nbytes == 2 * 2 * 7 * 7 * 16 * 2
+
+
+def test_view_shares_storage_and_checks_sizes():
+    from ascend_sim import Simulator, torch_npu
+    with Simulator():
+        t = torch_npu.empty_with_format((6, 8), "float32")
+        v = t.view(2, 3, -1)
+        assert v.shape == (2, 3, 8) and v.address == t.address
+        v.numpy()[0, 0, 0] = 5.0
+        assert t.numpy()[0, 0] == 5.0                        # same numbers
+        assert t.view(48).view(6, 8).shape == (6, 8)
+        with pytest.raises(ValueError, match="has 40 elements"):
+            t.view(5, 8)
+        nz = torch_npu.npu_format_cast(t, 29)
+        with pytest.raises(ValueError, match="stored in fractals"):
+            nz.view(48)
