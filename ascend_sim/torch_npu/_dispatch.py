@@ -180,7 +180,8 @@ def _key_of(v: Any):
 
 def _plans(sim, op, a: _ops.Args, metas, extra=()):
     try:
-        key = (op.name, sim.chip.name, id(sim.chip), extra, tuple((k, _key_of(v)) for k, v in a.items()))
+        key = (op.name, sim.chip.name, id(sim.chip), extra, repr(getattr(op, "tiling", None)),
+               tuple((k, _key_of(v)) for k, v in a.items()))
         hash(key)
     except TypeError:
         return op.plan(a, metas, sim.chip)
@@ -321,7 +322,11 @@ def _nonfinite(a: np.ndarray) -> bool:
 
 
 def _package(entry: ApiEntry, outputs: tuple[NPUTensor, ...], as_torch: bool) -> Any:
-    outs = tuple(_interop.from_npu(t, as_torch) for t in outputs)
+    kinds = [k.strip() for k in entry.returns[len("tuple["):-1].split(",")] if entry.returns.startswith("tuple[") \
+        else [entry.returns]
+    # outputs the API documents as Python ints (e.g. npu_fusion_attention's seed, offset, numels)
+    outs = tuple(int(t.data.reshape(-1)[0]) if i < len(kinds) and kinds[i] == "int" and t.data is not None
+                 else _interop.from_npu(t, as_torch) for i, t in enumerate(outputs))
     if entry.returns == "None":
         return None
     if entry.returns.startswith("list"):
