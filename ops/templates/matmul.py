@@ -43,7 +43,7 @@ class MatmulTiling:
     l1_buffers: int = 2
     l0_buffers: int = 2
     l0c_buffers: int = 1
-    iterate_order: str = "M"   # "M": consecutive tiles move along M; "N": along N
+    iterate_order: str = "M"   # "M": consecutive tiles move along M (reuse B tiles); "N": along N
     swizzle: int = 1
     block_dim: int = 0         # 0: every cube core
     split_k: int = 1           # K cut into this many parts on different blocks (fp32 partials summed)
@@ -152,19 +152,24 @@ def default_tiling(chip: ChipSpec, p: MatmulProblem) -> MatmulTiling:
     t = best[1]
     if t.base_m * t.base_n * 4 * 2 <= chip.buffers.l0c:
         t = replace(t, l0c_buffers=2)
-    return t
+    # walk so that the larger operand is streamed once: B columns reused across M, or A rows across N
+    a_bytes, b_bytes = p.m * p.k * dt.itemsize, p.k * p.n * dt.itemsize
+    return replace(t, iterate_order="M" if b_bytes >= a_bytes else "N")
 
 
 def _swizzled(n_m: int, n_n: int, order: str, s: int):
-    """Tile coordinates (mi, ni) in walking order."""
+    """Tile coordinates (mi, ni) in walking order. "M": the M index moves fastest, over bands of
+    ``s`` N-columns (a column of B tiles is reused by every M tile while it is in L2); "N": the
+    mirror image. Consecutive tiles run on different cores at the same time, so the walk decides
+    what L2 holds in common."""
     if order == "N":
-        return [(mi, ni) for mi, ni in ((b, a) for a, b in _swizzled(n_n, n_m, "M", s))]
+        return [(mi, ni) for ni, mi in _swizzled(n_n, n_m, "M", s)]
     out = []
-    for g in range(0, n_m, s):
-        rows = min(s, n_m - g)
-        for ni in range(n_n):
-            for r in range(rows):
-                out.append((g + r, ni))
+    for g in range(0, n_n, s):
+        cols = min(s, n_n - g)
+        for mi in range(n_m):
+            for c in range(cols):
+                out.append((mi, g + c))
     return out
 
 
