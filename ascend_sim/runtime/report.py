@@ -43,6 +43,39 @@ class Report:
             for row in self.rows(cols):
                 w.writerow(row)
 
+    # ----- exports (ascend_sim.traces) -----
+    def to_chrome_trace(self, path: str, detail: str = "pipe") -> str:
+        """Chrome trace event JSON (``.json`` or ``.json.gz``): open it in ui.perfetto.dev
+        ("Open trace file") or chrome://tracing. ``detail``: "ops", "core" or "pipe"."""
+        from ..traces import write_chrome_trace
+        return write_chrome_trace(self.timeline, path, detail=detail, chip_name=self.chip.name)
+
+    def to_kernel_details(self, path: str) -> str:
+        """kernel_details.csv with the torch_npu profiler's column names."""
+        from ..traces import write_kernel_details
+        return write_kernel_details(self.ops, path, chip_name=self.chip.name)
+
+    def to_op_statistic(self, path: str) -> str:
+        """op_statistic.csv: count, total/min/avg/max time and ratio per op type."""
+        from ..traces import write_op_statistic
+        return write_op_statistic(self.ops, path)
+
+    def plot_timeline(self, **kw):
+        """One broken_barh per lane (pipes, streams, communication); see traces.plot_timeline."""
+        from ..traces import plot_timeline
+        return plot_timeline(self.timeline, **kw)
+
+    def plot_roofline(self, dtype: str = "float16", **kw):
+        """Each op as a point against the chip's cube peak and HBM bandwidth."""
+        from ..traces import plot_roofline
+        return plot_roofline(self.ops, self.chip.cube_peak_tflops(dtype), self.chip.memory.hbm_bandwidth_GBps,
+                             l2_GBps=self.chip.memory.l2_bandwidth_GBps, **kw)
+
+    def plot_utilization(self, **kw):
+        from ..traces import plot_utilization
+        c = self.chip.cores
+        return plot_utilization(self.ops, n_aic=c.aic, n_aiv=c.aiv, coupled=c.coupled, **kw)
+
     def by_name(self) -> dict[str, dict[str, float]]:
         """Count, total and mean device time per op name."""
         out: dict[str, dict[str, float]] = {}

@@ -92,3 +92,25 @@ def test_deterministic_flag():
         assert sim.deterministic and torch_npu.npu.are_deterministic_algorithms_enabled()
         torch_npu.npu.disable_deterministic_with_backward(x)
         assert not sim.deterministic
+
+
+def test_report_exports(tmp_path):
+    import csv
+
+    from ascend_sim.traces import read_chrome_trace
+    with Simulator(trace="pipe") as sim:
+        x = np.ones((256, 256), np.float16)
+        torch_npu.npu_format_cast(x, 29)
+        torch_npu.npu_silu(x)
+        rep = sim.report()
+    trace = read_chrome_trace(rep.to_chrome_trace(str(tmp_path / "t.json")))
+    assert any(e.get("ph") == "X" for e in trace["traceEvents"])
+    with open(rep.to_kernel_details(str(tmp_path / "kernel_details.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["Name"] for r in rows] == ["npu_format_cast", "npu_silu"]
+    with open(rep.to_op_statistic(str(tmp_path / "op_statistic.csv"))) as f:
+        assert len(list(csv.DictReader(f))) == 2
+    import matplotlib
+    matplotlib.use("Agg")
+    for ax in (rep.plot_timeline(), rep.plot_roofline(), rep.plot_utilization()):
+        assert ax is not None
