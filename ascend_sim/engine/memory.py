@@ -179,6 +179,7 @@ class FluidNetwork:
         self._sampled: list[int] = []                    # resources whose usage is kept over time
         self._samples: list[tuple[float, tuple]] = []    # (time, bytes/cycle used per sampled resource)
         self._used: list[float] = []
+        self._users: dict[int, set] = collections.defaultdict(set)   # resource -> keys of groups using it
 
     def add_resource(self, name: str, capacity: float, sampled: bool = False) -> int:
         if capacity <= 0:
@@ -207,13 +208,15 @@ class FluidNetwork:
         g = self.groups.get(key)
         if g is None:
             g = self.groups[key] = _Group(key)
+            for r, _ in g.demand:
+                self._users[r].add(key)
         f = Flow(payload, ev, on_done)
         f.group = g
         f.finish = g.progress + payload
         f.limited = dict(g.limited)
         g.seq += 1
         heapq.heappush(g.heap, (f.finish, g.seq, f))
-        self._reallocate()
+        self._reallocate([r for r, _ in g.demand])
         self._schedule()
         return ev
 
@@ -231,19 +234,41 @@ class FluidNetwork:
                     moved[r] += b * d * c
         self._last = now
 
-    def _reallocate(self) -> None:
-        """Progressive filling over groups: raise every unfrozen group's rate together until one
-        reaches its cap or a resource saturates; freeze those; repeat."""
+    def _component(self, resources) -> list:
+        """The groups connected to ``resources`` through shared resources: max-min fair shares of
+        parts of the network that share nothing are independent, so only this part changes."""
+        seen_r, seen_g, stack = set(), set(), list(resources)
+        while stack:
+            r = stack.pop()
+            if r in seen_r:
+                continue
+            seen_r.add(r)
+            for key in self._users.get(r, ()):
+                if key not in seen_g:
+                    seen_g.add(key)
+                    stack.extend(rr for rr, _ in self.groups[key].demand if rr not in seen_r)
+        return [self.groups[k] for k in seen_g], seen_r
+
+    def _reallocate(self, resources=None) -> None:
+        """Progressive filling over the groups touching ``resources`` (all when None): raise every
+        unfrozen group's rate together until one reaches its cap or a resource saturates; freeze
+        those; repeat."""
+        if resources is None:
+            groups, res = list(self.groups.values()), set(range(len(self.capacity)))
+        else:
+            groups, res = self._component(resources)
         cap_left = list(self.capacity)
         load: dict[int, float] = collections.defaultdict(float)
         users: dict[int, list] = collections.defaultdict(list)
-        order = sorted(self.groups.values(), key=lambda g: g.cap)
+        order = sorted(groups, key=lambda g: g.cap)
         for i, g in enumerate(order):
             c = len(g.heap)
             for r, d in g.demand:
                 load[r] += d * c
                 users[r].append(i)
-        used = [0.0] * len(self.capacity)
+        used = self._used
+        for r in res:
+            used[r] = 0.0
         eps = self.EPS
         live = [True] * len(order)
         i, n = 0, len(order)
@@ -272,7 +297,6 @@ class FluidNetwork:
             if which >= 0:
                 cap_left[which] = 0.0
                 load[which] = 0.0
-        self._used = used
 
     def _sample(self) -> None:
         """Remember usage of the sampled resources when it changes by more than 1% of a capacity."""
@@ -314,18 +338,22 @@ class FluidNetwork:
             return
         self._advance()
         done = []
+        touched: set[int] = set()
         for key, g in list(self.groups.items()):
             tol = self.EPS * max(1.0, g.rate)
             while g.heap and g.heap[0][0] - g.progress <= tol:
                 done.append(heapq.heappop(g.heap)[2])
-            if not g.heap:
-                del self.groups[key]
+                touched.update(r for r, _ in g.demand)
         if not done:   # floating point: finish the closest one
             g = min(self.groups.values(), key=lambda g: (g.heap[0][0] - g.progress) / g.rate if g.rate else 1e300)
             done.append(heapq.heappop(g.heap)[2])
+            touched.update(r for r, _ in g.demand)
+        for key, g in list(self.groups.items()):
             if not g.heap:
-                del self.groups[g.key]
-        self._reallocate()
+                del self.groups[key]
+                for r, _ in g.demand:
+                    self._users[r].discard(key)
+        self._reallocate(touched)
         self._schedule()
         for f in done:
             g = f.group
