@@ -176,18 +176,19 @@ class Engine:
         if unfinished:
             self._raise_deadlock(unfinished)
         to_gbps = self.mhz * 1e6 / 1e9
-        sampled, samples = self.net.take_samples()
-        pos = {r: i for i, r in enumerate(sampled)}
+        counters = {}
         for dm in self.devices:
             dm.host_clock = max(dm.host_clock, env.now)
-            for counter, res in ((dm.hbm_counter, dm.res_hbm), (dm.l2_bw_counter, dm.res_l2)):
-                last = None
-                for t, usage in samples:
-                    v = usage[pos[res]] * to_gbps
-                    if v != last:
-                        counter.times_us.append(self.us(t))
-                        counter.values.append(v)
-                        last = v
+            counters[dm.res_hbm] = dm.hbm_counter
+            counters[dm.res_l2] = dm.l2_bw_counter
+        for t, res, used in self.net.take_samples():
+            c = counters.get(res)
+            if c is not None:
+                if c.times_us and c.times_us[-1] == self.us(t):
+                    c.values[-1] = used * to_gbps
+                else:
+                    c.times_us.append(self.us(t))
+                    c.values.append(used * to_gbps)
         records.sort(key=lambda r: (r.start_us, r.task_id))
         self.timeline.ops.extend(records)
         return records

@@ -160,6 +160,12 @@ class _Group:
         self.seq = 0
 
 
+# Demands are kept to 1/64 of a byte per payload byte, so flows that differ only in the last
+# percent of their L2 hit fraction share a group (and a rate computation). A modelling resolution,
+# not a hardware number: it moves a flow's HBM load by at most 1/128 of its payload.
+DEMAND_RESOLUTION = 64
+
+
 class FluidNetwork:
     """Max-min fair sharing of resources (bytes per cycle) among flows; see the module docstring.
 
@@ -177,9 +183,14 @@ class FluidNetwork:
         self._version = 0
         self.moved: list[float] = []                     # bytes each resource carried
         self._sampled: list[int] = []                    # resources whose usage is kept over time
-        self._samples: list[tuple[float, tuple]] = []    # (time, bytes/cycle used per sampled resource)
+        self._sampled_set: set[int] = set()
+        self._samples: list[tuple[float, int, float]] = []   # (time, resource, bytes/cycle used)
+        self._last_sample: dict[int, float] = {}
         self._used: list[float] = []
-        self._users: dict[int, set] = collections.defaultdict(set)   # resource -> keys of groups using it
+        # connected parts of the network: a union-find over resources (parts only merge while flows
+        # are active, and start afresh when the network is idle), with the groups of each part
+        self._parent: dict[int, int] = {}
+        self._members: dict[int, set] = {}
 
     def add_resource(self, name: str, capacity: float, sampled: bool = False) -> int:
         if capacity <= 0:
@@ -190,6 +201,7 @@ class FluidNetwork:
         self._used.append(0.0)
         if sampled:
             self._sampled.append(len(self.names) - 1)
+            self._sampled_set.add(len(self.names) - 1)
         return len(self.names) - 1
 
     @property
@@ -204,20 +216,21 @@ class FluidNetwork:
             ev.succeed(None)
             return ev
         self._advance()
-        key = (float(cap), tuple((int(r), float(d)) for r, d in demand if d > 0))
+        q = DEMAND_RESOLUTION
+        key = (float(cap), tuple((int(r), round(d * q) / q) for r, d in demand if round(d * q) > 0))
         g = self.groups.get(key)
         if g is None:
             g = self.groups[key] = _Group(key)
-            for r, _ in g.demand:
-                self._users[r].add(key)
+            self._join(g)
         f = Flow(payload, ev, on_done)
         f.group = g
         f.finish = g.progress + payload
         f.limited = dict(g.limited)
         g.seq += 1
         heapq.heappush(g.heap, (f.finish, g.seq, f))
-        self._reallocate([r for r, _ in g.demand])
-        self._schedule()
+        res = [r for r, _ in g.demand]
+        self._reallocate(res)
+        self._schedule(res)
         return ev
 
     def _advance(self) -> None:
@@ -234,20 +247,33 @@ class FluidNetwork:
                     moved[r] += b * d * c
         self._last = now
 
+    def _find(self, r: int) -> int:
+        parent = self._parent
+        root = parent.setdefault(r, r)
+        while parent[root] != root:
+            root = parent[root]
+        while parent[r] != root:          # path compression
+            parent[r], r = root, parent[r]
+        return root
+
+    def _join(self, g: _Group) -> None:
+        """Put a new group's resources in one part of the network."""
+        roots = {self._find(r) for r, _ in g.demand}
+        root = max(roots, key=lambda x: len(self._members.get(x, ())))
+        members = self._members.setdefault(root, set())
+        for other in roots - {root}:
+            self._parent[other] = root
+            members |= self._members.pop(other, set())
+        members.add(g.key)
+
     def _component(self, resources) -> list:
-        """The groups connected to ``resources`` through shared resources: max-min fair shares of
-        parts of the network that share nothing are independent, so only this part changes."""
-        seen_r, seen_g, stack = set(), set(), list(resources)
-        while stack:
-            r = stack.pop()
-            if r in seen_r:
-                continue
-            seen_r.add(r)
-            for key in self._users.get(r, ()):
-                if key not in seen_g:
-                    seen_g.add(key)
-                    stack.extend(rr for rr, _ in self.groups[key].demand if rr not in seen_r)
-        return [self.groups[k] for k in seen_g], seen_r
+        """The groups in the parts of the network ``resources`` belong to: max-min fair shares of
+        parts that share no resource are independent, so only those parts change."""
+        keys: set = set()
+        for root in {self._find(r) for r in resources}:
+            keys |= self._members.get(root, set())
+        groups = [self.groups[k] for k in keys if k in self.groups]
+        return groups, {r for g in groups for r, _ in g.demand} | set(resources)
 
     def _reallocate(self, resources=None) -> None:
         """Progressive filling over the groups touching ``resources`` (all when None): raise every
@@ -298,26 +324,25 @@ class FluidNetwork:
                 cap_left[which] = 0.0
                 load[which] = 0.0
 
-    def _sample(self) -> None:
-        """Remember usage of the sampled resources when it changes by more than 1% of a capacity."""
-        if not self._sampled:
-            return
-        used = tuple(self._used[r] for r in self._sampled)
-        last = self._samples[-1][1] if self._samples else None
-        if last is None or any(abs(u - v) > 0.01 * self.capacity[r]
-                               for u, v, r in zip(used, last, self._sampled)):
-            if self._samples and self._samples[-1][0] == self.env.now:
-                self._samples[-1] = (self.env.now, used)
-            else:
-                self._samples.append((self.env.now, used))
+    def _sample(self, resources=None) -> None:
+        """Remember the usage of sampled resources among ``resources`` when it changed by more than
+        1% of their capacity (for counters): (time, resource, bytes/cycle)."""
+        last = self._last_sample
+        for r in self._sampled if resources is None else resources:
+            if r in self._sampled_set:
+                u = self._used[r]
+                prev = last.get(r)
+                if prev is None or abs(u - prev) > 0.01 * self.capacity[r]:
+                    last[r] = u
+                    self._samples.append((self.env.now, r, u))
 
-    def take_samples(self) -> tuple[list[int], list[tuple[float, tuple]]]:
-        """(sampled resource indices, [(time, usage per sampled resource), ...]) since the last call."""
+    def take_samples(self) -> list[tuple[float, int, float]]:
+        """[(time, resource, bytes/cycle used), ...] since the last call, in time order."""
         out, self._samples = self._samples, []
-        return list(self._sampled), out
+        return out
 
-    def _schedule(self) -> None:
-        self._sample()
+    def _schedule(self, resources=None) -> None:
+        self._sample(resources)
         if not self.groups:
             return
         self._version += 1
@@ -351,10 +376,12 @@ class FluidNetwork:
         for key, g in list(self.groups.items()):
             if not g.heap:
                 del self.groups[key]
-                for r, _ in g.demand:
-                    self._users[r].discard(key)
+                self._members.get(self._find(g.demand[0][0]), set()).discard(key)
+        if not self.groups:          # idle: every part of the network starts afresh
+            self._parent.clear()
+            self._members.clear()
         self._reallocate(touched)
-        self._schedule()
+        self._schedule(touched)
         for f in done:
             g = f.group
             f.limited = {k: v - f.limited.get(k, 0.0) for k, v in g.limited.items()}
