@@ -1,15 +1,22 @@
 """The ``ascend-sim`` command.
 
-    ascend-sim chips            the chip presets, with derived peaks
-    ascend-sim chips --toml B2  print one preset as TOML (edit it, load it with --chip file.toml)
-    ascend-sim demo             what the simulator does, on Ascend910B2
+    ascend-sim chips                      the chip presets, with derived peaks
+    ascend-sim chips --toml Ascend910B2   one preset as TOML (edit it; use it with --chip my.toml)
+    ascend-sim demo [--out DIR]           a Llama-style decoder layer, prefill and decode, TP=1 and TP=8
+    ascend-sim estimate MODEL.json        time per layer and in total for a model (meta mode)
+    ascend-sim sweep gemm ...             a GEMM tiling study (CSV + heat map), on every host core
+    ascend-sim sweep chips ...            the same GEMM or decoder layer on every chip preset
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
 
-import numpy as np
+EXAMPLE_MODEL = """{"preset": "llama3-70b", "tp": 8, "phase": "decode", "batch": 1, "seq": 2048,
+ "context": 4096, "chip": "Ascend910B2", "fused_allreduce": false, "weight_format": "NZ"}"""
 
 
 def chips_table() -> str:
@@ -26,32 +33,24 @@ def chips_table() -> str:
     return "\n".join(lines)
 
 
-def _layout_demo(out) -> None:
-    from . import Simulator, torch_npu
-    from .formats import fractal_dims
-    with Simulator("Ascend910B2") as sim:
-        x = np.arange(100 * 30, dtype=np.float16).reshape(1, 100, 30)
-        nz = torch_npu.npu_format_cast(x, 29)
-        d = fractal_dims(nz.format, nz.shape, nz.dtype)
-        print("\nND (1, 100, 30) float16 -> FRACTAL_NZ", file=out)
-        print(f"  storage shape {nz.storage_shape}: N1={d.n1} column blocks of M1*16={d.m1 * 16} rows x "
-              f"N0={d.n0}; {nz.nbytes} bytes in HBM for {x.nbytes} bytes of data "
-              f"({100 * (nz.nbytes - x.nbytes) / nz.nbytes:.0f}% padding)", file=out)
-        st = nz.storage()
-        print("  first fractal (rows 0-3, lanes 0-7):", file=out)
-        for r in range(4):
-            print("   ", " ".join(f"{v:6.0f}" for v in st[0, 0, r, :8]), file=out)
-        print("  second column block starts with element (0, 16):", st[0, 1, 0, 0], file=out)
-
-        img = np.random.default_rng(0).standard_normal((1, 20, 4, 4)).astype(np.float16)
-        hd = torch_npu.npu_format_cast(img, "NC1HWC0")
-        print("\nNCHW (1, 20, 4, 4) float16 -> NC1HWC0", file=out)
-        print(f"  storage shape {hd.storage_shape}: C1={hd.storage_shape[1]} channel blocks of C0=16; "
-              f"channels 20..31 are zero padding: {not hd.storage()[0, 1, :, :, 4:].any()}", file=out)
-        print(f"\n  device memory now: {sim.memory_stats()['allocated_bytes']} bytes allocated "
-              f"at addresses {nz.address:#x}, {hd.address:#x}", file=out)
+def progress_bar(total: int, desc: str):
+    """A progress bar that works in terminals and notebooks (tqdm), silent when not a terminal."""
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="layer", leave=False, disable=not sys.stderr.isatty())
 
 
+def op_table(ops, title: str) -> str:
+    head = f"{'op':<30} {'stream':<8} {'start us':>10} {'dur us':>9} {'core':<5} {'blk':>4} {'TFLOPS':>7} {'GB/s':>7} {'bound':<8}"
+    lines = [title, head, "-" * len(head)]
+    for r in ops:
+        tf = r.flops / (r.duration_us * 1e6) if r.duration_us and r.flops else 0.0
+        gbps = (r.bytes_read + r.bytes_written) / (r.duration_us * 1e3) if r.duration_us else 0.0
+        lines.append(f"{r.name[:30]:<30} {r.stream[:8]:<8} {r.start_us:>10.1f} {r.duration_us:>9.1f} {r.core_type[:5]:<5} "
+                     f"{r.block_dim:>4} {tf:>7.1f} {gbps:>7.0f} {r.bound:<8}")
+    return "\n".join(lines)
+
+
+# ----- chips -----
 def cmd_chips(args) -> int:
     if args.toml:
         from .hw import get_chip, to_dict
@@ -62,27 +61,241 @@ def cmd_chips(args) -> int:
     return 0
 
 
+# ----- demo -----
 def cmd_demo(args) -> int:
-    print("ascend-sim: chip presets (peaks derived from cores x clock x MACs/cycle x 2)\n")
-    print(chips_table())
-    _layout_demo(sys.stdout)
+    import matplotlib
+    matplotlib.use("Agg")
+    from . import Simulator
+    from .traces import save
+    from .workloads import LlamaConfig, run_model
+
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    cfg = LlamaConfig.preset(args.model)
+    print(f"ascend-sim demo: one {cfg.name} decoder layer on {args.chip} (hidden {cfg.hidden}, {cfg.heads} heads, "
+          f"{cfg.kv_heads} KV heads, FFN {cfg.ffn}, {cfg.dtype}), weights in FRACTAL_NZ\n")
+    t0 = time.perf_counter()
+    summary = []
+    for tp in (1, 8):
+        for phase in ("prefill", "decode"):
+            sim = Simulator(args.chip, world_size=tp, mode="meta", trace="ops")
+            run = run_model(sim, cfg, tp=tp, phase=phase, batch=1, seq=args.seq, context=args.seq, layers=1,
+                            weight_format="NZ")
+            tag = f"tp{tp}_{phase}"
+            rep = sim.report()
+            what = f"prefill {args.seq} tokens" if phase == "prefill" else f"one decode step over {args.seq} tokens"
+            print(op_table(run.ops, f"TP={tp}, {what}: {run.total_us:.1f} us on device 0"))
+            print()
+            rep.to_chrome_trace(os.path.join(out, f"{tag}_trace.json"), detail="ops")
+            rep.to_kernel_details(os.path.join(out, f"{tag}_kernel_details.csv"))
+            rep.to_op_statistic(os.path.join(out, f"{tag}_op_statistic.csv"))
+            ax = rep.plot_timeline(device=0)
+            ax.set_title(f"{cfg.name} layer, TP={tp}, {phase} on {args.chip} (device 0)")
+            save(ax, os.path.join(out, f"{tag}_timeline.png"))
+            summary.append((tp, phase, run.total_us))
+    print("summary (device 0, one layer):")
+    for tp, phase, us in summary:
+        print(f"  TP={tp} {phase:<8} {us:>10.1f} us")
+    print(f"\nwrote traces (open in ui.perfetto.dev), kernel_details/op_statistic CSVs and timeline PNGs to "
+          f"{os.path.abspath(out)}  [{time.perf_counter() - t0:.1f} s]")
+    return 0
+
+
+# ----- estimate -----
+def load_model_config(path: str) -> dict:
+    if path.endswith(".toml"):
+        import tomllib
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    with open(path) as f:
+        return json.load(f)
+
+
+def cmd_estimate(args) -> int:
+    from . import Simulator
+    from .workloads import LlamaConfig, run_model
+
+    spec = load_model_config(args.config)
+    run_keys = {"tp": 1, "phase": "decode", "batch": 1, "seq": 2048, "context": 2048, "chip": "Ascend910B2",
+                "fused_allreduce": False, "weight_format": "ND", "layers": None}
+    run = {k: spec.pop(k, v) for k, v in run_keys.items()}
+    cfg = LlamaConfig.from_dict(spec)
+    phases = ["prefill", "decode"] if run["phase"] == "both" else [run["phase"]]
+    layers = run["layers"] or cfg.layers
+    t0 = time.perf_counter()
+    print(f"estimate: {cfg.name} ({cfg.params_per_layer() * cfg.layers / 1e9:.1f} B params), {layers} layers, "
+          f"TP={run['tp']} on {run['chip']}, batch {run['batch']}, weights {run['weight_format']}")
+    for phase in phases:
+        bar = progress_bar(layers, f"{phase}")
+        sim = Simulator(run["chip"], world_size=run["tp"], mode="meta", trace="ops")
+        res = run_model(sim, cfg, tp=run["tp"], phase=phase, batch=run["batch"], seq=run["seq"],
+                        context=run["context"], layers=layers, fused=run["fused_allreduce"],
+                        weight_format=run["weight_format"], progress=lambda d, n: bar.update(1))
+        bar.close()
+        what = f"prefill of {run['seq']} tokens" if phase == "prefill" else f"one decode step at context {run['context']}"
+        by_op: dict[str, float] = {}
+        for r in res.ops:
+            by_op[r.name] = by_op.get(r.name, 0.0) + r.duration_us
+        print(f"\n{what}: {res.total_us / 1e3:.3f} ms in total, {res.per_layer_us:.1f} us per layer (device 0)")
+        for name, us in sorted(by_op.items(), key=lambda kv: -kv[1])[:8]:
+            print(f"  {name:<32} {us / 1e3:>9.3f} ms  ({100 * us / max(1e-9, sum(by_op.values())):4.1f}% of device time)")
+        mem = sim.devices[0].allocator.max_allocated_bytes
+        print(f"  device 0 peak memory: {mem / 2**30:.2f} GiB of {sim.chip.memory.hbm_bytes / 2**30:.0f} GiB")
+    print(f"\n[{time.perf_counter() - t0:.1f} s of wall time]")
+    return 0
+
+
+# ----- sweep -----
+def _gemm_point(job):
+    """One GEMM tiling (runs in a worker process): simulated us, TFLOPS, bound; or the error."""
+    chip_name, m, n, k, dtype, bm, bn, bk, nz = job
+    from . import Simulator
+    from .dtypes import get_dtype
+    from .ops.templates.matmul import MatmulProblem, MatmulTiling, Operand, matmul_plan
+    from .runtime import Task
+    dt = get_dtype(dtype)
+    sim = Simulator(chip_name, mode="meta", trace="ops")
+    p = MatmulProblem(1, m, n, k, Operand("a", m, k, dt), Operand("b", k, n, dt, nz=nz), "c",
+                      get_dtype("float16") if dt.is_integer else dt)
+    try:
+        plans = matmul_plan("gemm", sim.chip, p, MatmulTiling(base_m=bm, base_n=bn, base_k=bk) if bm else None)
+    except ValueError as e:
+        return {"chip": chip_name, "base_m": bm, "base_n": bn, "base_k": bk, "time_us": "", "tflops": "",
+                "bound": "", "error": str(e).split(":", 1)[-1].strip()}
+    plans = plans if isinstance(plans, list) else [plans]
+    gib = 1 << 30
+    tasks = [sim.submit(Task("gemm", "kernel", sim.current_device.default_stream, plan=pl,
+                             addresses={"a": 0, "b": 2 * gib, "c": 4 * gib, "workspace": 6 * gib})) for pl in plans]
+    sim.synchronize()
+    us = sum(t.record.duration_us for t in tasks)
+    return {"chip": chip_name, "base_m": bm, "base_n": bn, "base_k": bk, "time_us": round(us, 3),
+            "tflops": round(2 * m * n * k / (us * 1e6), 2), "bound": tasks[0].record.bound, "error": ""}
+
+
+def _run_jobs(jobs, desc: str, workers: int):
+    from concurrent.futures import ProcessPoolExecutor
+    from tqdm.auto import tqdm
+    results = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for r in tqdm(pool.map(_gemm_point, jobs), total=len(jobs), desc=desc, disable=not sys.stderr.isatty()):
+            results.append(r)
+    return results
+
+
+def _write_csv(rows, path):
+    import csv
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def cmd_sweep(args) -> int:
+    import matplotlib
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from .hw import list_chips
+    from .traces import plot_heatmap, save
+    os.makedirs(args.out, exist_ok=True)
+    workers = args.workers or os.cpu_count() or 1
+    t0 = time.perf_counter()
+    if args.study == "gemm":
+        bms = [int(x) for x in args.base_m.split(",")]
+        bns = [int(x) for x in args.base_n.split(",")]
+        jobs = [(args.chip, args.m, args.n, args.k, args.dtype, bm, bn, args.base_k, args.nz) for bm in bms for bn in bns]
+        rows = _run_jobs(jobs, "tilings", workers)
+        grid = np.array([[float(r["tflops"]) if r["tflops"] != "" else np.nan for r in rows[i * len(bns):(i + 1) * len(bns)]]
+                         for i in range(len(bms))])
+        title = f"GEMM {args.m}x{args.n}x{args.k} {args.dtype} TFLOPS on {args.chip} (base_k={args.base_k})"
+        ax = plot_heatmap(grid, [f"base_m={b}" for b in bms], [f"base_n={b}" for b in bns], title=title)
+        best = max((r for r in rows if r["tflops"] != ""), key=lambda r: r["tflops"], default=None)
+        default = _gemm_point((args.chip, args.m, args.n, args.k, args.dtype, 0, 0, 0, args.nz))
+        print(f"{title}\n")
+        for r in rows:
+            print(f"  base_m={r['base_m']:<4} base_n={r['base_n']:<4} " +
+                  (f"{r['time_us']:>10} us {r['tflops']:>7} TFLOPS {r['bound']}" if r["tflops"] != "" else
+                   f"does not fit: {r['error']}"))
+        if best:
+            print(f"\nbest: base_m={best['base_m']} base_n={best['base_n']}: {best['tflops']} TFLOPS; "
+                  f"default tiler: {default['tflops']} TFLOPS")
+    else:
+        chips = args.chips.split(",") if args.chips else list_chips()
+        jobs = [(c, args.m, args.n, args.k, args.dtype, 0, 0, 0, args.nz) for c in chips]
+        rows = _run_jobs(jobs, "chips", workers)
+        ok = [r for r in rows if r["tflops"] != ""]
+        grid = np.array([[float(r["time_us"]) for r in ok]])
+        title = f"GEMM {args.m}x{args.n}x{args.k} {args.dtype}: simulated us per chip"
+        ax = plot_heatmap(grid, ["time us"], [r["chip"] for r in ok], title=title)
+        print(title)
+        for r in rows:
+            print(f"  {r['chip']:<16} " + (f"{r['time_us']:>10} us {r['tflops']:>7} TFLOPS {r['bound']}" if r["tflops"] != ""
+                                          else f"not supported: {r['error']}"))
+    csv_path = os.path.join(args.out, f"sweep_{args.study}.csv")
+    png_path = os.path.join(args.out, f"sweep_{args.study}.png")
+    _write_csv(rows, csv_path)
+    save(ax, png_path)
+    print(f"\nwrote {csv_path} and {png_path}  [{time.perf_counter() - t0:.1f} s on {workers} worker(s)]")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="ascend-sim",
-        description="Cycle-approximate simulator of Huawei Ascend NPUs: torch_npu ops with real numbers "
-                    "and simulated time.")
+        description="Cycle-approximate simulator of Huawei Ascend NPUs: torch_npu ops with real numbers and "
+                    "simulated time. Use it from Python (import ascend_sim; ascend_sim.torch_npu.<op>) or here.",
+        epilog="Examples:\n  ascend-sim chips\n  ascend-sim demo --out demo_out\n"
+               "  ascend-sim estimate model.json      (model.json: " + EXAMPLE_MODEL.replace("\n", "") + ")\n"
+               "  ascend-sim sweep gemm --m 4096 --n 4096 --k 4096 --base-m 64,128,256 --base-n 64,128,256\n"
+               "  ascend-sim sweep chips --m 8192 --n 8192 --k 8192",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
+
     c = sub.add_parser("chips", help="list the chip presets and their peaks",
                        description="The built-in chip presets. Every number has a source: see "
                                    "ascend_sim/hw/presets.py or print one preset with --toml.")
     c.add_argument("--toml", metavar="PRESET", help="print this preset as TOML (a starting point for a what-if chip)")
     c.set_defaults(fn=cmd_chips)
-    d = sub.add_parser("demo", help="show what the simulator does",
-                       description="Prints the chip presets and how a tensor is laid out in FRACTAL_NZ and NC1HWC0.")
+
+    d = sub.add_parser("demo", help="a decoder layer: prefill and decode, TP=1 and TP=8",
+                       description="Simulates one Llama-style decoder layer (meta mode: shapes and time) on the "
+                                   "chip, for prefill and one decode step, on 1 and 8 ranks; prints a per-op table "
+                                   "and writes Perfetto traces, profiler-style CSVs and timeline PNGs.")
+    d.add_argument("--out", default="ascend_sim_out", help="output folder (default: ascend_sim_out)")
+    d.add_argument("--chip", default="Ascend910B2")
+    d.add_argument("--model", default="llama3-8b", help="model preset: llama2-7b, llama3-8b, llama3-70b, tiny")
+    d.add_argument("--seq", type=int, default=2048, help="prompt length, and the decode step's context")
     d.set_defaults(fn=cmd_demo)
+
+    e = sub.add_parser("estimate", help="time per layer and in total for a model config (JSON or TOML)",
+                       description="Estimates a whole model in meta mode (no numbers, no host memory for weights): "
+                                   "every layer's ops are simulated; identical kernels are replayed. Config keys: "
+                                   "preset or hidden/heads/kv_heads/head_dim/ffn/layers/dtype, and tp, phase "
+                                   "(prefill, decode or both), batch, seq, context, chip, fused_allreduce, "
+                                   "weight_format (ND or NZ), layers. Example:\n" + EXAMPLE_MODEL,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("config", help="model config file (.json or .toml)")
+    e.set_defaults(fn=cmd_estimate)
+
+    s = sub.add_parser("sweep", help="a GEMM tiling study or a chip study, to CSV and a heat map",
+                       description="'gemm' times every base_m x base_n tiling of a GEMM (tilings that do not fit "
+                                   "the buffers are reported, not run); 'chips' times the GEMM on every preset. "
+                                   "Runs on every host core.")
+    s.add_argument("study", choices=("gemm", "chips"))
+    s.add_argument("--chip", default="Ascend910B2")
+    s.add_argument("--chips", default="", help="comma-separated presets for 'chips' (default: all)")
+    s.add_argument("--m", type=int, default=4096)
+    s.add_argument("--n", type=int, default=4096)
+    s.add_argument("--k", type=int, default=4096)
+    s.add_argument("--dtype", default="float16")
+    s.add_argument("--nz", action="store_true", help="the weight (B) in FRACTAL_NZ")
+    s.add_argument("--base-m", default="64,128,256")
+    s.add_argument("--base-n", default="64,128,256")
+    s.add_argument("--base-k", type=int, default=64)
+    s.add_argument("--workers", type=int, default=0, help="processes (default: every host core)")
+    s.add_argument("--out", default="ascend_sim_out")
+    s.set_defaults(fn=cmd_sweep)
+
     args = p.parse_args(argv)
     return args.fn(args)
 

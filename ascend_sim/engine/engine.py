@@ -128,7 +128,9 @@ class Engine:
         if self.memoize and trace == "pipe":
             raise ValueError("memoize=True replays kernels without their instructions: use trace='ops' or 'core'")
         self._memo: dict = {}
+        self._inflight: dict = {}      # memo key -> the same kernel being simulated on another device now
         self.replayed = 0
+        self.followed = 0
         self.topology = topology
         self._links: dict[str, int] = {}       # link resource name -> network resource
         self._collectives: dict[int, dict] = {}
@@ -166,7 +168,7 @@ class Engine:
             if t.kind in ("kernel", "prefetch", "collective"):
                 # the host launches tasks one after another, from where it stands
                 dm.host_clock = max(dm.host_clock, env.now)
-                launch = self.cycles(self.chip.runtime.kernel_launch_us)
+                launch = 0.0 if t.attrs.get("_no_launch") else self.cycles(self.chip.runtime.kernel_launch_us)
                 t.attrs.setdefault("_launch", (dm.host_clock, dm.host_clock + launch))
                 dm.host_clock += launch
         for stream, ts in by_stream.items():
@@ -296,16 +298,29 @@ class Engine:
                 dm.aicpu.put(core)
                 st.busy["AICPU"] += t
             else:
+                lead = None
                 if self.memoize:
                     memo_key = (id(plan), self._fingerprint(dm, task, plan))
                     hit = self._memo.get(memo_key)
+                    running = self._inflight.get(memo_key)
                     if hit is not None:
                         yield from self._replay(dm, task, plan, hit[1], st)
                         self.replayed += 1
                         memo_key = None
+                    elif (running is not None and running["start"] == env.now and not mine[0]
+                          and running["device"] is not dm):
+                        # SPMD: the same kernel started at this instant on another idle device; follow it
+                        yield from self._follow(dm, task, plan, running, st)
+                        self.followed += 1
+                        memo_key = None
+                    else:
+                        lead = self._inflight[memo_key] = {"start": env.now, "device": dm, "done": env.event()}
                 if memo_key is not None or not self.memoize:
                     blocks = [env.process(self._block(dm, task, i, st)) for i in range(plan.block_dim)]
                     yield simpy.AllOf(env, blocks)
+                    if lead is not None:
+                        del self._inflight[memo_key]
+                        lead["done"].succeed(st)
         finally:
             del dm.active[task.id]
         if st.first == float("inf"):
@@ -371,6 +386,37 @@ class Engine:
                 fp.append(-1 if idx is None else round(dm.l2.resident_fraction(idx) * 10))
         return tuple(fp)
 
+    def _follow(self, dm: DeviceModel, task, plan, running: dict, st: OpStats):
+        """Take the timing of the identical kernel another device is simulating from this same
+        instant (SPMD ranks in lockstep): hold this device's cores until it is done, then leave L2
+        as the kernel would."""
+        cores = []
+        for _ in range(plan.block_dim):
+            cores.extend((yield from self._acquire(dm, plan)))
+        lead: OpStats = yield running["done"]
+        if self.env.now < lead.last:
+            yield self.env.timeout(lead.last - self.env.now)
+        st.first, st.last = lead.first, max(lead.last, self.env.now)
+        self._copy_stats(lead, st)
+        self._touch(dm, task, plan)
+        for c in dict.fromkeys(cores):
+            self._release(dm, plan, [c])
+
+    def _copy_stats(self, src: OpStats, st: OpStats) -> None:
+        for k in ("bytes_read", "bytes_written", "read_lines", "hit_lines", "l2_bytes", "hbm_bytes"):
+            setattr(st, k, getattr(src, k))
+        st.busy.update(src.busy)
+        st.limited = list(src.limited)
+        st.cores = set(src.cores)
+
+    def _touch(self, dm: DeviceModel, task, plan) -> None:
+        """Leave L2 as the kernel would: its tensors' lines used (written ones dirty)."""
+        for name, (lo, hi, reads, writes) in self._ranges(plan).items():
+            idx = self._lines_of(dm, task, name, lo, hi)
+            if idx is not None:
+                dm.l2.access(idx, count_hits=False, write=writes)
+        self._write_back(dm)
+
     def _replay(self, dm: DeviceModel, task, plan, memo: OpStats, st: OpStats):
         """Run a memoised kernel as one fluid flow on L2/HBM at its recorded rate (slower if other
         work contends), holding the cores it used; then leave L2 as the kernel would."""
@@ -387,16 +433,8 @@ class Engine:
         if env.now < st.first + duration:
             yield env.timeout(st.first + duration - env.now)
         st.last = env.now
-        for name, (lo, hi, reads, writes) in self._ranges(plan).items():
-            idx = self._lines_of(dm, task, name, lo, hi)
-            if idx is not None:
-                dm.l2.access(idx, count_hits=False, write=writes)
-        self._write_back(dm)
-        for k in ("bytes_read", "bytes_written", "read_lines", "hit_lines", "l2_bytes", "hbm_bytes"):
-            setattr(st, k, getattr(memo, k))
-        st.busy.update(memo.busy)
-        st.limited = list(memo.limited)
-        st.cores = set(memo.cores)
+        self._touch(dm, task, plan)
+        self._copy_stats(memo, st)
         seen = set()
         for c in cores:
             if c not in seen:

@@ -195,6 +195,11 @@ class Simulator:
     def _run(self, tasks: list[Task]) -> list[OpRecord]:
         return self.engine.run(tasks)
 
+    @property
+    def simulated_ops(self) -> list[OpRecord]:
+        """The report rows simulated so far (no synchronize: safe on one rank inside spmd)."""
+        return list(self._records)
+
     def report(self) -> Report:
         """Synchronize, then return every op simulated so far."""
         self.synchronize()

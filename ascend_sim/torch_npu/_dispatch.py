@@ -232,6 +232,9 @@ def run_comm_op(sim, dev, op: "_ops.CommOp", a: _ops.Args) -> tuple[NPUTensor, .
     group = sim.world.group(a.get(op.group_arg))
     if dev.index not in group.ranks:
         raise ValueError(f"{op.name}: rank {dev.index} is not in the group {group.name!r} ({list(group.ranks)})")
+    check_group = getattr(op, "check_group", None)
+    if check_group is not None:
+        check_group(a, group.ranks)
     items = list(_plans(sim, op, a, metas, extra=(group.name, group.ranks)) or [])
     steps = [it for it in items if isinstance(it, CommStep)]
     tensors = tuple((k, v.shape, v.dtype.name) for k, v in a.items() if isinstance(v, NPUTensor))
@@ -252,22 +255,31 @@ def run_comm_op(sim, dev, op: "_ops.CommOp", a: _ops.Args) -> tuple[NPUTensor, .
     outputs = tuple(dev.new_tensor(m, None if mine is None else np.ascontiguousarray(mine[i]))
                     for i, m in enumerate(metas))
     cur, comm = dev.current_stream, dev.comm_stream
+    start = Event()               # communication that comes first still waits for earlier work
+    start.record(cur)
     after_kernel: list[Event] = []
     after_comm: list[Event] = []
     ws = _workspace(dev, items)
+    first = True
     for it in items:
         if isinstance(it, KernelPlan):
-            _submit_kernels(sim, dev, op, a, metas, outputs, [it], ws=ws)
+            tasks = _submit_kernels(sim, dev, op, a, metas, outputs, [it], ws=ws)
+            if not first:          # a fused op is launched once: its later parts cost no host launch
+                for t in tasks:
+                    t.attrs["_no_launch"] = True
+            first = False
             ev = Event()
             ev.record(cur)
             after_kernel.append(ev)
         elif isinstance(it, CommStep):
             i = len(after_comm)
-            dep = after_kernel[it.after] if it.after is not None else (after_kernel[-1] if after_kernel else None)
-            if dep is not None:
-                dep.wait(comm)
-            sim.submit(Task(calls[i].name, "collective", comm, inputs=tuple(m for m in metas),
-                            attrs={"_coll": calls[i], "op": op.name}))
+            dep = after_kernel[it.after] if it.after is not None else (after_kernel[-1] if after_kernel else start)
+            dep.wait(comm)
+            attrs = {"_coll": calls[i], "op": op.name}
+            if not first:
+                attrs["_no_launch"] = True
+            first = False
+            sim.submit(Task(calls[i].name, "collective", comm, inputs=tuple(m for m in metas), attrs=attrs))
             ev = Event()
             ev.record(comm)
             after_comm.append(ev)

@@ -229,11 +229,17 @@ def run_model(sim, cfg: LlamaConfig, *, tp: int = 1, phase: str = "prefill", bat
     seq_run = seq if phase == "prefill" else 1
     seed = None if sim.is_meta else 0
 
+    marks = {}
+
     def rank_fn(rank):
         weights = [build_layer_weights(cfg, tp, weight_format=weight_format, fused=fused,
                                        seed=None if seed is None else seed + i) for i in range(layers)]
         att = attention_inputs(cfg, tp, batch, seq_run, phase, context, layers, seed)
         x = _tensor((batch * seq_run, cfg.hidden), cfg.dtype, None if seed is None else np.random.default_rng(7), 1.0)
+        # loading the weights (their format casts) is not the model's time: finish it first
+        sim.synchronize()
+        if rank == 0:
+            marks["ops_before"] = len(sim.simulated_ops)
         for i in range(layers):
             x = decoder_layer(x, weights[i], cfg, att, batch=batch, seq=seq_run, phase=phase, tp=tp, layer=i)
             if progress is not None and rank == 0:
@@ -246,7 +252,7 @@ def run_model(sim, cfg: LlamaConfig, *, tp: int = 1, phase: str = "prefill", bat
         else:
             rank_fn(0)
         rep = sim.report()
-    ops = [r for r in rep.ops if r.device == 0]
+    ops = [r for r in rep.ops[marks.get("ops_before", 0):] if r.device == 0]
     start = min(r.start_us - r.launch_us for r in ops) if ops else 0.0
     end = max(r.end_us for r in ops) if ops else 0.0
     return ModelRun(cfg, tp, phase, layers, end - start, (end - start) / max(1, layers), ops)

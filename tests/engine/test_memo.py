@@ -52,3 +52,15 @@ def test_replay_stays_within_the_bound(contend):
 def test_memoize_needs_a_trace_without_instructions():
     with pytest.raises(ValueError, match="memoize=True replays kernels"):
         Simulator(trace="pipe", memoize=True).engine
+
+
+def test_spmd_ranks_following_a_leader_stay_within_the_bound():
+    from ascend_sim.workloads import LlamaConfig, run_model
+    cfg = LlamaConfig.preset("llama3-8b")
+    runs = {}
+    for memo in (False, True):
+        sim = Simulator("Ascend910B2", world_size=4, mode="meta", trace="ops", memoize=memo)
+        runs[memo] = (run_model(sim, cfg, tp=4, phase="prefill", seq=256, layers=2), sim.engine)
+    full, fast = runs[False][0], runs[True][0]
+    assert runs[True][1].followed > 0
+    assert abs(fast.total_us - full.total_us) / full.total_us <= BOUND

@@ -27,7 +27,7 @@ def _shard(w: LayerWeights, cfg: LlamaConfig, tp: int, rank: int, fused: bool) -
         attn_norm=w.attn_norm.numpy(), mlp_norm=w.mlp_norm.numpy(), fused=fused)
 
 
-@pytest.mark.parametrize("fused", [False])
+@pytest.mark.parametrize("fused", [False, True])
 def test_tensor_parallel_layer_equals_the_single_device_layer(fused):
     B, S = 1, 32
     with Simulator("Ascend910B2", trace="ops"):
@@ -57,6 +57,17 @@ def test_prefill_and_decode_run_every_op_of_the_layer():
         assert op in names
     assert "npu_incre_flash_attention" in [o.name for o in decode.ops]
     assert prefill.layers == CFG.layers and prefill.total_us > 0 and decode.total_us > 0
+
+
+def test_tp8_uses_collectives_and_the_fused_op():
+    cfg = LlamaConfig.preset("llama3-8b")
+    unfused = run_model(Simulator("Ascend910B2", world_size=8, mode="meta", trace="ops"), cfg, tp=8,
+                        phase="prefill", seq=512, layers=1)
+    fused = run_model(Simulator("Ascend910B2", world_size=8, mode="meta", trace="ops"), cfg, tp=8,
+                      phase="prefill", seq=512, layers=1, fused=True)
+    assert sum(o.name == "all_reduce" for o in unfused.ops) == 2
+    assert any(o.name.startswith("npu_mm_all_reduce_base") for o in fused.ops)
+    assert fused.total_us < unfused.total_us
 
 
 def test_bad_sharding_is_an_error():
