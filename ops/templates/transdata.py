@@ -5,12 +5,12 @@ source storage, VECTOR rearranges them in UB (one pass over the padded tile, as 
 copies do), MTE3 writes them as they lie in the destination storage. What makes formats cost
 time is the shape of those GM accesses:
 
-* ND -> FRACTAL_NZ: a group of ``r`` rows of the (M, N) matrix is read contiguously, and written
-  as N1 runs of ``r`` x 32 bytes (one per 16-column fractal column), M1*16*32 bytes apart;
-* FRACTAL_NZ -> ND is the mirror image;
-* NCHW-family <-> C0 formats (NC1HWC0, NDC1HWC0, C04): a channel group of C0 planes of H*W
-  elements is read as C0 runs of H*W elements and written as one contiguous run;
-* other pairs move contiguous runs on both sides (their cost is the padding and the vector pass).
+* ND <-> FRACTAL_NZ: the padded matrix is cut into tiles of whole 16-row bands and n0-column
+  chunks that fit UB; on the ND side a tile is ``rows`` runs of ``cols`` elements, N elements
+  apart; on the NZ side it is cols/n0 runs of rows x 32 bytes, one per fractal column, M_pad x 32
+  bytes apart;
+* other pairs (NCHW family <-> C0 formats, FRACTAL_Z...) move contiguous pieces of both storages
+  (their cost is the padding they add and the vector pass).
 """
 from __future__ import annotations
 
@@ -24,100 +24,102 @@ from ascend_sim.tensor import TensorMeta
 V, MTE2, MTE3 = Pipe.VECTOR, Pipe.MTE2, Pipe.MTE3
 
 
-def _pattern(meta: TensorMeta, rows: int, group: int):
-    """GM access of row group ``group`` (``rows`` logical rows) of a tensor in its storage format:
-    (offset, n_runs, run_bytes, stride, payload elements)."""
+def _nz_grid(meta: TensorMeta, budget: int):
+    """ND/NZ tiles: (rows per band, columns per chunk, bands per batch, chunks, batch) sized so one
+    tile of the padded matrix fits ``budget`` bytes of UB."""
+    d = F.fractal_dims(F.Format.FRACTAL_NZ, meta.shape if len(meta.shape) >= 2 else (1,) + tuple(meta.shape),
+                       meta.dtype)
     item = meta.dtype.itemsize
-    fmt = meta.format
-    if fmt == F.Format.FRACTAL_NZ:
-        d = F.fractal_dims(fmt, meta.shape, meta.dtype)
-        m_pad = d.m1 * d.m0
-        per_batch = math.ceil(m_pad / rows)
-        b, g = divmod(group, per_batch)
-        r0 = g * rows
-        r = min(rows, m_pad - r0)
-        col_bytes = m_pad * d.n0 * item
-        return (int(b * d.n1 * col_bytes + r0 * d.n0 * item), d.n1, int(r * d.n0 * item), int(col_bytes), r * d.n1 * d.n0)
-    if fmt in (F.Format.NC1HWC0, F.Format.NC1HWC0_C04, F.Format.NDC1HWC0):
-        d = F.fractal_dims(fmt, meta.shape, meta.dtype)
+    n_pad = d.n1 * d.n0
+    m_pad = d.m1 * d.m0
+    cols = max(d.n0, min(n_pad, int(budget // (d.m0 * item)) // d.n0 * d.n0))
+    rows = max(d.m0, min(m_pad, int(budget // (cols * item)) // d.m0 * d.m0))
+    return rows, cols, -(-m_pad // rows), -(-n_pad // cols), d.batch, d
+
+
+def _nz_access(meta: TensorMeta, rows: int, cols: int, band: int, chunk: int, b: int, d):
+    """(offset, runs, run bytes, stride) of one tile in ``meta``'s storage (ND or FRACTAL_NZ)."""
+    item = meta.dtype.itemsize
+    m_pad, n_pad = d.m1 * d.m0, d.n1 * d.n0
+    r0, c0 = band * rows, chunk * cols
+    r = min(rows, m_pad - r0)
+    c = min(cols, n_pad - c0)
+    if meta.format == F.Format.FRACTAL_NZ:
+        col_bytes = m_pad * d.n0 * item        # one fractal column: M_pad rows of n0 elements
+        return (int(b * d.n1 * col_bytes + (c0 // d.n0) * col_bytes + r0 * d.n0 * item), -(-c // d.n0),
+                int(r * d.n0 * item), int(col_bytes))
+    m, n = d.m, d.n                            # ND: only the real rows and columns exist
+    r = max(0, min(r, m - r0))
+    c = max(0, min(c, n - c0))
+    if r == 0 or c == 0:
+        return None
+    return (int((b * m * n + r0 * n + c0) * item), r, int(c * item), int(n * item))
+
+
+def _plane_access(meta: TensorMeta, group: int):
+    """C0 formats: one (n, c1) plane of H*W*C0 elements; NCHW family: C0 channel planes of H*W."""
+    item = meta.dtype.itemsize
+    shape = meta.shape
+    if meta.format in (F.Format.NC1HWC0, F.Format.NC1HWC0_C04, F.Format.NDC1HWC0):
+        d = F.fractal_dims(meta.format, shape, meta.dtype)
         plane = d.h * d.w * d.c0
-        return (int(group * plane * item), 1, int(plane * item), int(plane * item), plane)
+        return (int(group * plane * item), 1, int(plane * item), int(plane * item))
     return None
-
-
-def _groups(meta: TensorMeta, ub_budget: int) -> tuple[int, int, int]:
-    """(rows per group, number of groups, elements per group) for the tensor's logical layout."""
-    item = meta.dtype.itemsize
-    shape = meta.shape if meta.shape else (1,)
-    if meta.format in (F.Format.NC1HWC0, F.Format.NC1HWC0_C04, F.Format.NDC1HWC0) or \
-            F.base_format(meta.format) in (F.Format.NCHW, F.Format.NCDHW) and len(shape) >= 4:
-        c0 = 4 if meta.format == F.Format.NC1HWC0_C04 else meta.dtype.c0
-        n, c = shape[0], shape[1]
-        hw = math.prod(shape[2:])
-        groups = n * math.ceil(c / c0) * (shape[2] if len(shape) == 5 else 1)
-        if len(shape) == 5:
-            hw = math.prod(shape[3:])
-        return 1, groups, hw * c0
-    cols = shape[-1]
-    rows_total = math.prod(shape[:-1]) if len(shape) > 1 else 1
-    cols_pad = -(-cols // meta.dtype.c0) * meta.dtype.c0
-    rows = max(16, int(ub_budget // max(1, cols_pad * item)) // 16 * 16)
-    batch = math.prod(shape[:-2]) if len(shape) > 2 else 1
-    m = shape[-2] if len(shape) >= 2 else 1
-    m_pad = -(-m // 16) * 16
-    per_batch = math.ceil(m_pad / rows)
-    rows = min(rows, m_pad)
-    return rows, batch * per_batch, rows * cols_pad
 
 
 def transdata_plan(src: TensorMeta, dst: TensorMeta, chip: ChipSpec, *, name: str = "TransData",
                    src_name: str = "input", dst_name: str = "out0") -> KernelPlan:
+    budget = chip.buffers.ub // 4 // 32 * 32          # two buffers, in and out
+    nz = F.Format.FRACTAL_NZ in (src.format, dst.format)
+    if nz:
+        key = dst if dst.format == F.Format.FRACTAL_NZ else src
+        rows, cols, bands, chunks, batch, d = _nz_grid(key, budget)
+        tiles = [(b, band, chunk) for b in range(batch) for band in range(bands) for chunk in range(chunks)]
+        tile_elems = rows * cols
+    else:
+        # plane formats and plain relayouts: contiguous pieces of the source, as many as needed
+        total = max(src.nbytes, dst.nbytes)
+        piece = budget
+        tiles = list(range(-(-total // piece)))
+        tile_elems = int(piece / src.dtype.itemsize)
+    block_dim = max(1, min(chip.vector_cores, len(tiles)))
+    per_block = -(-len(tiles) // block_dim)
     item = src.dtype.itemsize
-    budget = chip.buffers.ub // 4          # two buffers, in and out
-    key = dst if F.is_fractal(dst.format) else src
-    rows, n_groups, elems = _groups(key, budget)
-    block_dim = max(1, min(chip.vector_cores, n_groups))
-    per_block = -(-n_groups // block_dim)
-    src_total = src.nbytes
-    dst_total = dst.nbytes
-    group_src = max(1, src_total // n_groups)
-    group_dst = max(1, dst_total // n_groups)
-    tile_bytes = math.ceil(max(group_src, group_dst, elems * item) / 32) * 32
-    if 4 * tile_bytes > chip.buffers.ub:
-        tile_bytes = chip.buffers.ub // 4 // 32 * 32
     blocks = []
     for bi in range(block_dim):
         b = ProgramBuilder(chip, "AIV")
-        for j, g in enumerate(range(bi * per_block, min(n_groups, (bi + 1) * per_block))):
+        for j, tile in enumerate(tiles[bi * per_block:(bi + 1) * per_block]):
             buf = j % 2
-            in_addr, out_addr = buf * 2 * tile_bytes, buf * 2 * tile_bytes + tile_bytes
+            in_addr, out_addr = buf * 2 * budget, buf * 2 * budget + budget
             if j >= 2:
                 b.wait_flag(V, MTE2, buf)
-            p = _pattern(src, rows, g)
-            if p is None:
-                off = g * group_src
-                b.load_gm(Buf.UB, in_addr, src_name, off, 1, max(1, min(group_src, src_total - off, tile_bytes)))
+            if nz:
+                acc = _nz_access(src, rows, cols, tile[1], tile[2], tile[0], d)
             else:
-                off, runs, run_b, stride, _ = p
-                b.load_gm(Buf.UB, in_addr, src_name, off, runs, min(run_b, tile_bytes // runs), stride)
+                off = tile * budget
+                acc = (off, 1, max(1, min(budget, src.nbytes - off)), budget) if off < src.nbytes else None
+            if acc is not None:
+                off, runs, run_b, stride = acc
+                b.load_gm(Buf.UB, in_addr, src_name, off, runs, run_b, stride)
             b.set_flag(MTE2, V, buf)
             b.wait_flag(MTE2, V, buf)
             if j >= 2:
                 b.wait_flag(MTE3, V, buf)
-            b.vector("unary", src.dtype.name, max(1, int(tile_bytes / item)), addrs=(in_addr, out_addr),
+            b.vector("unary", src.dtype.name, max(1, min(tile_elems, int(budget / item))), addrs=(in_addr, out_addr),
                      name="VECTOR.transpose")
             b.set_flag(V, MTE2, buf)
             b.set_flag(V, MTE3, buf)
             b.wait_flag(V, MTE3, buf)
-            p = _pattern(dst, rows, g)
-            if p is None:
-                off = g * group_dst
-                b.store_gm(out_addr, dst_name, off, 1, max(1, min(group_dst, dst_total - off, tile_bytes)))
+            if nz:
+                acc = _nz_access(dst, rows, cols, tile[1], tile[2], tile[0], d)
             else:
-                off, runs, run_b, stride, _ = p
-                b.store_gm(out_addr, dst_name, off, runs, min(run_b, tile_bytes // runs), stride)
+                off = tile * budget
+                acc = (off, 1, max(1, min(budget, dst.nbytes - off)), budget) if off < dst.nbytes else None
+            if acc is not None:
+                off, runs, run_b, stride = acc
+                b.store_gm(out_addr, dst_name, off, runs, run_b, stride)
             b.set_flag(MTE3, V, buf)
         if len(b.prog):
             blocks.append([b.build()])
-    return KernelPlan(name, "AIV", blocks, tensors=(src_name, dst_name),
-                      tiling=f"rows_per_group={rows} groups={n_groups} block_dim={len(blocks)}")
+    grid = f"rows={rows} cols={cols} tiles={len(tiles)}" if nz else f"pieces={len(tiles)} of {budget} B"
+    return KernelPlan(name, "AIV", blocks, tensors=(src_name, dst_name), tiling=f"{grid} block_dim={len(blocks)}")

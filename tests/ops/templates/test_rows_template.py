@@ -54,3 +54,4 @@ def test_user_tiling_that_does_not_fit_ub_is_an_error(chip):
 def test_default_tiling_spreads_rows_over_vector_cores(chip):
     t = default_tiling(chip, 4800, 256, INPUTS, OUTPUTS)
     assert t.block_dim == chip.vector_cores and t.rows_per_tile * t.block_dim >= 4800 // 10
+
