@@ -78,7 +78,7 @@ PRESETS = {c.name: c for c in (
     LlamaConfig("llama2-7b", 4096, 32, 32, 128, 11008, 32, 1e-5),
     LlamaConfig("llama3-8b", 4096, 32, 8, 128, 14336, 32, 1e-5),
     LlamaConfig("llama3-70b", 8192, 64, 8, 128, 28672, 80, 1e-5),
-    LlamaConfig("tiny", 256, 4, 2, 64, 512, 2, 1e-5),
+    LlamaConfig("tiny", 512, 8, 8, 64, 1024, 2, 1e-5),
 )}
 
 

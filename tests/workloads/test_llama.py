@@ -71,7 +71,7 @@ def test_tp8_uses_collectives_and_the_fused_op():
 
 
 def test_bad_sharding_is_an_error():
-    with pytest.raises(ValueError, match="kv_heads=2 is not divisible by tp=4"):
-        CFG.check(4)
+    with pytest.raises(ValueError, match="heads=8 is not divisible by tp=3"):
+        CFG.check(3)
     with pytest.raises(ValueError, match="unknown model preset"):
         LlamaConfig.preset("gpt5")
