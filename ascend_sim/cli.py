@@ -89,7 +89,8 @@ def cmd_demo(args) -> int:
             rep.to_chrome_trace(os.path.join(out, f"{tag}_trace.json"), detail="ops")
             rep.to_kernel_details(os.path.join(out, f"{tag}_kernel_details.csv"))
             rep.to_op_statistic(os.path.join(out, f"{tag}_op_statistic.csv"))
-            ax = rep.plot_timeline(device=0)
+            first = run.ops[0]
+            ax = rep.plot_timeline(device=0, start_us=first.start_us - first.launch_us)   # the layer, not the load
             ax.set_title(f"{cfg.name} layer, TP={tp}, {phase} on {args.chip} (device 0)")
             save(ax, os.path.join(out, f"{tag}_timeline.png"))
             summary.append((tp, phase, run.total_us))
