@@ -58,20 +58,23 @@ def test_collective_reads_and_writes_hbm():
     assert row.hbm_bytes == row.bytes_read + row.bytes_written + 7 * 8 * MiB
 
 
-def test_async_all_reduce_overlaps_compute_on_the_current_stream():
+def test_a_matmul_overlaps_an_all_reduce_on_the_comm_stream():
     with Simulator("Ascend910B2", world_size=8, trace="ops", mode="meta") as sim:
         def fn(rank):
             grad = torch_npu.empty_with_format((64 * MiB,), "float16")
-            x = torch_npu.empty_with_format((64 * MiB,), "float16")
+            a = torch_npu.empty_with_format((4096, 4096), "float16")
+            b = torch_npu.empty_with_format((4096, 4096), "float16")
             work = dist.all_reduce(grad, async_op=True)       # on the comm stream
-            torch_npu.npu_dtype_cast(x, "float32")            # compute meanwhile
+            torch_npu.npu_linear(a, b)                        # the matmul meanwhile
             work.wait()
         sim.spmd(fn)
         ops = [o for o in sim.report().ops if o.device == 0]
     ar = next(o for o in ops if o.name == "all_reduce")
-    cast = next(o for o in ops if o.name == "npu_dtype_cast")
-    assert ar.stream == "hccl" and cast.stream == "default"
-    assert cast.start_us < ar.end_us and ar.start_us < cast.end_us      # they run at the same time
+    mm = next(o for o in ops if o.name == "npu_linear")
+    assert ar.stream == "hccl" and mm.stream == "default"
+    assert mm.start_us < ar.end_us and ar.start_us < mm.end_us          # they run at the same time
+    overlap = min(mm.end_us, ar.end_us) - max(mm.start_us, ar.start_us)
+    assert overlap > 0.5 * min(mm.duration_us, ar.duration_us)
 
 
 def test_blocking_all_reduce_orders_the_current_stream():
