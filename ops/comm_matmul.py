@@ -752,7 +752,9 @@ class NpuMmAllReduceBase(_FusedMatmulComm):
 # npu_all_gather_base_mm
 # ============================================================================================
 @dataclass
-class _AGSpec:
+class _CommSpec:
+    """The shapes and mode of an all-gather or reduce-scatter matmul call."""
+
     m: int                 # local rows
     k: int
     n: int
@@ -762,13 +764,13 @@ class _AGSpec:
     nz: bool
     quant: bool
     mode: str              # "float", "fixpipe", "epilogue"
-    gather_output: bool
+    gather_output: bool = False
 
 
 class NpuAllGatherBaseMm(_FusedMatmulComm):
     name = "npu_all_gather_base_mm"
 
-    def _spec(self, a: Args, chip=None) -> _AGSpec:
+    def _spec(self, a: Args, chip=None) -> _CommSpec:
         self._common(a)
         x1, x2, m, k, n, nz, comm_mode = self._ag_rs_matrices(a, "x1")
         world = self._world_size(a, chip)
@@ -786,7 +788,7 @@ class NpuAllGatherBaseMm(_FusedMatmulComm):
         self._ag_rs_bias(a, x1.dtype, n, comm_mode)
         out_dt = self._out_dtype(a, quant, x2s, x1.dtype)
         mode = "float" if not quant else ("fixpipe" if x2s.dtype is I64 and x1s is None else "epilogue")
-        return _AGSpec(m, k, n, world, x1.dtype, out_dt, nz, quant, mode, bool(go))
+        return _CommSpec(m, k, n, world, x1.dtype, out_dt, nz, quant, mode, bool(go))
 
     def infer(self, a: Args, chip):
         s = self._spec(a, chip)
@@ -843,7 +845,7 @@ class NpuAllGatherBaseMm(_FusedMatmulComm):
             row += grows
         return _with_workspace(items, ws["_total"])
 
-    def _rows(self, a: Args, s: _AGSpec, chip, a_name: str, rename_a, a_base: int, rows: int, out_row: int, ws: dict,
+    def _rows(self, a: Args, s: _CommSpec, chip, a_name: str, rename_a, a_base: int, rows: int, out_row: int, ws: dict,
               *, scale_tensor: str, scale_base: int) -> list[KernelPlan]:
         """The kernels of ``rows`` rows of the product, A from ``a_name`` at byte ``a_base``."""
         nm = self.name
@@ -873,23 +875,10 @@ class NpuAllGatherBaseMm(_FusedMatmulComm):
 # ============================================================================================
 # npu_mm_reduce_scatter_base
 # ============================================================================================
-@dataclass
-class _RSSpec:
-    m: int
-    k: int
-    n: int
-    world: int
-    dt: D.DType
-    out_dt: D.DType
-    nz: bool
-    quant: bool
-    mode: str              # "float", "fixpipe", "epilogue"
-
-
 class NpuMmReduceScatterBase(_FusedMatmulComm):
     name = "npu_mm_reduce_scatter_base"
 
-    def _spec(self, a: Args, chip=None) -> _RSSpec:
+    def _spec(self, a: Args, chip=None) -> _CommSpec:
         self._common(a)
         x1, x2, m, k, n, nz, comm_mode = self._ag_rs_matrices(a, "input")
         world = self._world_size(a, chip)
@@ -900,7 +889,7 @@ class NpuMmReduceScatterBase(_FusedMatmulComm):
         self._ag_rs_bias(a, x1.dtype, n, comm_mode)
         out_dt = self._out_dtype(a, quant, x2s, x1.dtype)
         mode = "float" if not quant else ("fixpipe" if x2s.dtype is I64 and x1s is None else "epilogue")
-        return _RSSpec(m, k, n, world, x1.dtype, out_dt, nz, quant, mode)
+        return _CommSpec(m, k, n, world, x1.dtype, out_dt, nz, quant, mode)
 
     def infer(self, a: Args, chip):
         s = self._spec(a, chip)
@@ -950,7 +939,7 @@ class NpuMmReduceScatterBase(_FusedMatmulComm):
                                   f"{self.name}.reduce_scatter"))
         return _with_workspace(items, ws["_total"])
 
-    def _chunk(self, a: Args, s: _RSSpec, chip, r0: int, rows: int, per_rank: int, send: int,
+    def _chunk(self, a: Args, s: _CommSpec, chip, r0: int, rows: int, per_rank: int, send: int,
                ws: dict) -> list[KernelPlan]:
         nm = self.name
         B = GemmSide("x2", s.dt, s.k, s.n, nz=s.nz)

@@ -82,6 +82,13 @@ def transdata_plan(src: TensorMeta, dst: TensorMeta, chip: ChipSpec, *, name: st
         piece = budget
         tiles = list(range(-(-total // piece)))
         tile_elems = int(piece / src.dtype.itemsize)
+    def tile_access(meta: TensorMeta, tile):
+        """One tile's GM access in ``meta``'s storage: (offset, runs, run bytes, stride) or None."""
+        if nz:
+            return _nz_access(meta, rows, cols, tile[1], tile[2], tile[0], d)
+        off = tile * budget
+        return (off, 1, max(1, min(budget, meta.nbytes - off)), budget) if off < meta.nbytes else None
+
     block_dim = max(1, min(chip.vector_cores, len(tiles)))
     per_block = -(-len(tiles) // block_dim)
     item = src.dtype.itemsize
@@ -93,11 +100,7 @@ def transdata_plan(src: TensorMeta, dst: TensorMeta, chip: ChipSpec, *, name: st
             in_addr, out_addr = buf * 2 * budget, buf * 2 * budget + budget
             if j >= 2:
                 b.wait_flag(V, MTE2, buf)
-            if nz:
-                acc = _nz_access(src, rows, cols, tile[1], tile[2], tile[0], d)
-            else:
-                off = tile * budget
-                acc = (off, 1, max(1, min(budget, src.nbytes - off)), budget) if off < src.nbytes else None
+            acc = tile_access(src, tile)
             if acc is not None:
                 off, runs, run_b, stride = acc
                 b.load_gm(Buf.UB, in_addr, src_name, off, runs, run_b, stride)
@@ -110,11 +113,7 @@ def transdata_plan(src: TensorMeta, dst: TensorMeta, chip: ChipSpec, *, name: st
             b.set_flag(V, MTE2, buf)
             b.set_flag(V, MTE3, buf)
             b.wait_flag(V, MTE3, buf)
-            if nz:
-                acc = _nz_access(dst, rows, cols, tile[1], tile[2], tile[0], d)
-            else:
-                off = tile * budget
-                acc = (off, 1, max(1, min(budget, dst.nbytes - off)), budget) if off < dst.nbytes else None
+            acc = tile_access(dst, tile)
             if acc is not None:
                 off, runs, run_b, stride = acc
                 b.store_gm(out_addr, dst_name, off, runs, run_b, stride)
