@@ -237,10 +237,7 @@ class Engine:
                 if t.kind == "host":
                     records.append(rec)
             elif t.kind == "prefetch":
-                launch_start, launch_end = t.attrs["_launch"]
-                if env.now < launch_end:
-                    yield env.timeout(launch_end - env.now)
-                rec.launch_us = self.us(launch_end - launch_start)
+                yield from self._launched(t, rec)
                 start = env.now
                 for other in dm.active.values():
                     other[0] = True
@@ -257,24 +254,25 @@ class Engine:
                                                         rec.end_us, t.name))
                 records.append(rec)
             elif t.kind == "collective":
-                launch_start, launch_end = t.attrs["_launch"]
-                if env.now < launch_end:
-                    yield env.timeout(launch_end - env.now)
-                rec.launch_us = self.us(launch_end - launch_start)
+                yield from self._launched(t, rec)
                 yield from self._collective(dm, t, rec)
                 records.append(rec)
             elif t.kind == "kernel":
-                launch_start, launch_end = t.attrs["_launch"]
                 ready = env.now
-                if ready < launch_end:
-                    yield env.timeout(launch_end - ready)
-                rec.launch_us = self.us(launch_end - launch_start)
+                yield from self._launched(t, rec)
                 yield from self._kernel(dm, t, rec)
-                rec.wait_us = max(0.0, rec.start_us - self.us(max(ready, launch_end)))
+                rec.wait_us = max(0.0, rec.start_us - self.us(max(ready, t.attrs["_launch"][1])))
                 records.append(rec)
             else:
                 raise ValueError(f"unknown task kind {t.kind!r}")
             self._event(t).succeed()
+
+    def _launched(self, task, rec: OpRecord):
+        """Wait until the host has launched ``task`` (its launch interval was set in run())."""
+        launch_start, launch_end = task.attrs["_launch"]
+        if self.env.now < launch_end:
+            yield self.env.timeout(launch_end - self.env.now)
+        rec.launch_us = self.us(launch_end - launch_start)
 
     # ----- kernels -----
     def _kernel(self, dm: DeviceModel, task, rec: OpRecord):

@@ -104,7 +104,8 @@ def call_internal(name: str, **arguments) -> Any:
     sim = current_simulator()
     op = _ops.get_op(name)
     if op is None:
-        raise NotImplementedError(f"{name} is not an op of ascend-sim")
+        raise KeyError(f"{name} is not an op of ascend-sim; internal ops: "
+                       f"{', '.join(n for n in _ops.REGISTRY if '.' in n)}")
     dev = sim.current_device
     as_torch = any(_interop.is_torch_tensor(v) for v in arguments.values())
     a = _ops.Args({k: _convert(v, dev, sim.is_meta) for k, v in arguments.items()})
