@@ -40,12 +40,14 @@ def progress_bar(total: int, desc: str):
 
 
 def op_table(ops, title: str) -> str:
-    head = f"{'op':<30} {'stream':<8} {'start us':>10} {'dur us':>9} {'core':<5} {'blk':>4} {'TFLOPS':>7} {'GB/s':>7} {'bound':<8}"
+    head = f"{'op (scope)':<44} {'stream':<8} {'start us':>10} {'dur us':>9} {'core':<5} {'blk':>4} {'TFLOPS':>7} {'GB/s':>7} {'bound':<8}"
     lines = [title, head, "-" * len(head)]
     for r in ops:
         tf = r.flops / (r.duration_us * 1e6) if r.duration_us and r.flops else 0.0
         gbps = (r.bytes_read + r.bytes_written) / (r.duration_us * 1e3) if r.duration_us else 0.0
-        lines.append(f"{r.name[:30]:<30} {r.stream[:8]:<8} {r.start_us:>10.1f} {r.duration_us:>9.1f} {r.core_type[:5]:<5} "
+        scope = r.attrs.get("scope", "")
+        label = f"{r.name} ({scope.split('/', 1)[-1]})" if "/" in scope else r.name
+        lines.append(f"{label[:44]:<44} {r.stream[:8]:<8} {r.start_us:>10.1f} {r.duration_us:>9.1f} {r.core_type[:5]:<5} "
                      f"{r.block_dim:>4} {tf:>7.1f} {gbps:>7.0f} {r.bound:<8}")
     return "\n".join(lines)
 

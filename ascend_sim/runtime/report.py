@@ -94,7 +94,8 @@ class Report:
         lines = [head, "-" * len(head)]
         for r in self.ops[:limit]:
             hit = "" if r.l2_hit_rate is None else f"{r.l2_hit_rate:6.2f}"
-            lines.append(f"{r.name[:32]:<32} {r.device:>3} {r.stream[:10]:<10} {r.start_us:>10.2f} "
+            label = f"{r.attrs['scope']}/{r.name}" if r.attrs.get("scope") else r.name
+            lines.append(f"{label[-32:]:<32} {r.device:>3} {r.stream[:10]:<10} {r.start_us:>10.2f} "
                          f"{r.duration_us:>10.2f} {r.launch_us:>9.2f} {r.core_type:<6} {r.block_dim:>4} "
                          f"{r.bytes_read / 1e6:>9.3f} {r.bytes_written / 1e6:>9.3f} {hit:>6} {r.bound:<8}")
         lines.append(f"total {self.total_us:.2f} us on {self.chip.name}")

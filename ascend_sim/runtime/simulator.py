@@ -31,6 +31,7 @@ from .world import World
 MODES = ("full", "meta")
 
 _current_sim: contextvars.ContextVar["Simulator | None"] = contextvars.ContextVar("ascend_sim_current", default=None)
+_scope: contextvars.ContextVar[tuple] = contextvars.ContextVar("ascend_sim_scope", default=())
 _default_sim: "Simulator | None" = None
 
 
@@ -143,6 +144,20 @@ class Simulator:
 
     Event = Event
 
+    @contextlib.contextmanager
+    def scope(self, name: str):
+        """Label the ops queued inside (nested scopes join with "/"): report rows carry it in
+        ``attrs["scope"]`` -- which of seven npu_linear calls is the q projection."""
+        token = _scope.set(_scope.get() + (str(name),))
+        try:
+            yield
+        finally:
+            _scope.reset(token)
+
+    @staticmethod
+    def current_scope() -> str:
+        return "/".join(_scope.get())
+
     # ----- ranks -----
     def spmd(self, fn: Callable[[int], Any]) -> list[Any]:
         """Run ``fn(rank)`` for every rank at once (a thread per rank, each with its device
@@ -155,6 +170,9 @@ class Simulator:
 
     # ----- work -----
     def submit(self, task: Task) -> Task:
+        scope = self.current_scope()
+        if scope and task.kind not in ("event_record", "event_wait"):
+            task.attrs.setdefault("scope", scope)
         return task.stream.device.submit(task)
 
     def synchronize(self) -> None:

@@ -166,14 +166,43 @@ def attention_inputs(cfg: LlamaConfig, tp: int, batch: int, seq: int, phase: str
 def decoder_layer(x, w: LayerWeights, cfg: LlamaConfig, att: AttentionInputs, *, batch: int, seq: int,
                   phase: str = "prefill", tp: int = 1, layer: int = 0):
     """One decoder layer on this rank: ``x`` is (batch * seq, hidden); returns the same shape."""
+    sim = current_simulator()
+    with sim.scope(f"layer{layer}"):
+        return _decoder_layer(sim, x, w, cfg, att, batch, seq, phase, tp, layer)
+
+
+def _decoder_layer(sim, x, w, cfg, att, batch, seq, phase, tp, layer):
     nq, nkv, d = cfg.heads // tp, cfg.kv_heads // tp, cfg.head_dim
     hcom = dist.get_hccl_comm_name() if tp > 1 else None
-    h = torch_npu.npu_rms_norm(x, w.attn_norm, cfg.eps)[0]
-    q = torch_npu.npu_linear(h, w.wq).view(batch, seq, nq, d)
-    k = torch_npu.npu_linear(h, w.wk).view(batch, seq, nkv, d)
-    v = torch_npu.npu_linear(h, w.wv).view(batch, seq, nkv, d)
-    q = torch_npu.npu_rotary_mul(q, att.cos, att.sin)
-    k = torch_npu.npu_rotary_mul(k, att.cos, att.sin)
+    with sim.scope("attn_norm"):
+        h = torch_npu.npu_rms_norm(x, w.attn_norm, cfg.eps)[0]
+    with sim.scope("q_proj"):
+        q = torch_npu.npu_linear(h, w.wq).view(batch, seq, nq, d)
+    with sim.scope("k_proj"):
+        k = torch_npu.npu_linear(h, w.wk).view(batch, seq, nkv, d)
+    with sim.scope("v_proj"):
+        v = torch_npu.npu_linear(h, w.wv).view(batch, seq, nkv, d)
+    with sim.scope("rope"):
+        q = torch_npu.npu_rotary_mul(q, att.cos, att.sin)
+        k = torch_npu.npu_rotary_mul(k, att.cos, att.sin)
+    with sim.scope("attention"):
+        o = _attention(q, k, v, att, cfg, batch, seq, phase, nq, nkv, d, layer)
+    o = o.view(batch * seq, nq * d)
+    with sim.scope("o_proj"):
+        attn_out = _row_parallel(o, w.wo, w.fused, tp, hcom)
+    x = aten.add(x, attn_out)
+    with sim.scope("mlp_norm"):
+        h2 = torch_npu.npu_rms_norm(x, w.mlp_norm, cfg.eps)[0]
+    with sim.scope("gate_up_proj"):
+        gate_up = torch_npu.npu_linear(h2, w.w_gate_up)
+    with sim.scope("swiglu"):
+        act = torch_npu.npu_swiglu(gate_up, dim=-1)
+    with sim.scope("down_proj"):
+        mlp_out = _row_parallel(act, w.w_down, w.fused, tp, hcom)
+    return aten.add(x, mlp_out)
+
+
+def _attention(q, k, v, att, cfg, batch, seq, phase, nq, nkv, d, layer):
     if phase == "prefill":
         o = torch_npu.npu_fusion_attention(q, k, v, nq, "BSND", atten_mask=att.mask, scale=1.0 / math.sqrt(d),
                                            sparse_mode=3)[0]
@@ -184,14 +213,7 @@ def decoder_layer(x, w: LayerWeights, cfg: LlamaConfig, att: AttentionInputs, *,
             actual_seq_lengths=[att.context] * batch)
     else:
         raise ValueError(f"decoder_layer: phase must be 'prefill' or 'decode', got {phase!r}")
-    o = o.view(batch * seq, nq * d)
-    attn_out = _row_parallel(o, w.wo, w.fused, tp, hcom)
-    x = aten.add(x, attn_out)
-    h2 = torch_npu.npu_rms_norm(x, w.mlp_norm, cfg.eps)[0]
-    gate_up = torch_npu.npu_linear(h2, w.w_gate_up)
-    act = torch_npu.npu_swiglu(gate_up, dim=-1)
-    mlp_out = _row_parallel(act, w.w_down, w.fused, tp, hcom)
-    return aten.add(x, mlp_out)
+    return o
 
 
 def _row_parallel(x, weight, fused: bool, tp: int, hcom):

@@ -114,3 +114,16 @@ def test_report_exports(tmp_path):
     matplotlib.use("Agg")
     for ax in (rep.plot_timeline(), rep.plot_roofline(), rep.plot_utilization()):
         assert ax is not None
+
+
+def test_scopes_label_report_rows():
+    with Simulator(trace="ops") as sim:
+        x = np.ones((64, 64), np.float16)
+        with sim.scope("layer0"):
+            with sim.scope("q_proj"):
+                torch_npu.npu_linear(x, x)
+            torch_npu.npu_silu(x)
+        torch_npu.npu_silu(x)
+        rows = sim.report().ops
+    assert [r.attrs.get("scope") for r in rows] == ["layer0/q_proj", "layer0", None]
+    assert "layer0/q_proj/npu_linear" in sim.report().table()

@@ -75,3 +75,10 @@ def test_bad_sharding_is_an_error():
         CFG.check(3)
     with pytest.raises(ValueError, match="unknown model preset"):
         LlamaConfig.preset("gpt5")
+
+
+def test_layer_ops_are_labelled_by_scope():
+    run = run_model(Simulator("Ascend910B2", mode="meta", trace="ops"), CFG, phase="prefill", seq=64, layers=1)
+    scopes = [o.attrs.get("scope") for o in run.ops if o.name == "npu_linear"]
+    assert scopes == ["layer0/q_proj", "layer0/k_proj", "layer0/v_proj", "layer0/o_proj", "layer0/gate_up_proj",
+                      "layer0/down_proj"]
