@@ -166,7 +166,19 @@ class Simulator:
         ``sim.report()`` inside ``fn`` are barriers of all ranks."""
         if self.world.in_spmd:
             raise RuntimeError("sim.spmd cannot be nested")
-        return self.world.run(fn, self.device)
+
+        @contextlib.contextmanager
+        def rank_context(rank: int):
+            # each rank runs on this simulator (current even when spmd is called outside `with`);
+            # the token stays in the rank's own thread, not in the simulator's `with` stack
+            token = _current_sim.set(self)
+            try:
+                with self.device(rank):
+                    yield
+            finally:
+                _current_sim.reset(token)
+
+        return self.world.run(fn, rank_context)
 
     # ----- work -----
     def submit(self, task: Task) -> Task:

@@ -172,3 +172,13 @@ def test_meta_mode_collectives_keep_shapes_and_time():
         sim.spmd(lambda r: dist.all_reduce(torch_npu.empty_with_format((1 << 20,), "float16")))
         rows = [r for r in sim.report().ops if r.name == "all_reduce"]
     assert len(rows) == 2 and all(r.duration_us > 0 for r in rows)
+
+
+def test_spmd_outside_with_still_runs_on_its_own_simulator():
+    sim = Simulator(world_size=4, trace="ops")
+
+    def fn(rank):
+        x = np.array([float(rank)], np.float32)
+        dist.all_reduce(x)
+        return x[0]
+    assert sim.spmd(fn) == [6.0] * 4
