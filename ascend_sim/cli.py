@@ -211,7 +211,9 @@ def cmd_sweep(args) -> int:
         grid = np.array([[float(r["tflops"]) if r["tflops"] != "" else np.nan for r in rows[i * len(bns):(i + 1) * len(bns)]]
                          for i in range(len(bms))])
         title = f"GEMM {args.m}x{args.n}x{args.k} {args.dtype} TFLOPS on {args.chip} (base_k={args.base_k})"
-        ax = plot_heatmap(grid, [f"base_m={b}" for b in bms], [f"base_n={b}" for b in bns], title=title)
+        ax = plot_heatmap(grid, [str(b) for b in bms], [str(b) for b in bns], title=title)
+        ax.set_ylabel("base_m")
+        ax.set_xlabel("base_n")
         best = max((r for r in rows if r["tflops"] != ""), key=lambda r: r["tflops"], default=None)
         default = _gemm_point((args.chip, args.m, args.n, args.k, args.dtype, 0, 0, 0, args.nz))
         print(f"{title}\n")
