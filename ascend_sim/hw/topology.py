@@ -67,6 +67,17 @@ class Topology:
         return name
 
 
+def _ports(t: Topology, prefix: str, GBps: float, kind: str) -> None:
+    """One device's port into a switched network: an out and an in resource."""
+    t.add(f"{prefix}_out", GBps, kind)
+    t.add(f"{prefix}_in", GBps, kind)
+
+
+def _via_ports(t: Topology, s: int, d: int, port: str, latency_us: float) -> None:
+    """Route s -> d out of s's port and into d's (``port`` is a format string of the device id)."""
+    t.routes[(s, d)] = ((f"{port.format(s)}_out", f"{port.format(d)}_in"), latency_us)
+
+
 def _need(chip: ChipSpec, kind: str):
     link = chip.links.get(kind)
     if link is None:
@@ -86,8 +97,7 @@ def a2_servers(chip: ChipSpec, n_devices: int) -> Topology:
     roce = chip.links.get("roce")
     for d in range(n_devices):
         if roce is not None and n_devices > per:
-            t.add(f"npu{d}.nic_out", roce.bandwidth_GBps * roce.count, "roce")
-            t.add(f"npu{d}.nic_in", roce.bandwidth_GBps * roce.count, "roce")
+            _ports(t, f"npu{d}.nic", roce.bandwidth_GBps * roce.count, "roce")
     for s in range(n_devices):
         for d in range(n_devices):
             if s == d:
@@ -98,7 +108,7 @@ def a2_servers(chip: ChipSpec, n_devices: int) -> Topology:
             else:
                 if roce is None:
                     raise ValueError(f"{chip.name} has no RoCE links to join servers")
-                t.routes[(s, d)] = ((f"npu{s}.nic_out", f"npu{d}.nic_in"), roce.latency_us)
+                _via_ports(t, s, d, "npu{}.nic", roce.latency_us)
     return t
 
 
@@ -109,8 +119,7 @@ def a3_supernode(chip: ChipSpec, n_devices: int) -> Topology:
     t = Topology(n_devices, f"{n_devices} x {chip.name} (A3 supernode: SIO pairs + HCCS fabric)", mesh=True)
     t.server_of = [d // chip.runtime.npus_per_server for d in range(n_devices)]
     for d in range(n_devices):
-        t.add(f"die{d}.hccs_out", hccs.bandwidth_GBps * hccs.count, "hccs")
-        t.add(f"die{d}.hccs_in", hccs.bandwidth_GBps * hccs.count, "hccs")
+        _ports(t, f"die{d}.hccs", hccs.bandwidth_GBps * hccs.count, "hccs")
     for s in range(n_devices):
         for d in range(n_devices):
             if s == d:
@@ -119,7 +128,7 @@ def a3_supernode(chip: ChipSpec, n_devices: int) -> Topology:
                 lane = t.add(f"sio.{s}->{d}", sio.bandwidth_GBps, "sio")
                 t.routes[(s, d)] = ((lane,), sio.latency_us)
             else:
-                t.routes[(s, d)] = ((f"die{s}.hccs_out", f"die{d}.hccs_in"), hccs.latency_us)
+                _via_ports(t, s, d, "die{}.hccs", hccs.latency_us)
     return t
 
 
@@ -128,12 +137,11 @@ def pcie_host(chip: ChipSpec, n_devices: int) -> Topology:
     t = Topology(n_devices, f"{n_devices} x {chip.name} (PCIe through the host)")
     t.server_of = [0] * n_devices
     for d in range(n_devices):
-        t.add(f"npu{d}.pcie_out", pcie.bandwidth_GBps * pcie.count, "pcie")
-        t.add(f"npu{d}.pcie_in", pcie.bandwidth_GBps * pcie.count, "pcie")
+        _ports(t, f"npu{d}.pcie", pcie.bandwidth_GBps * pcie.count, "pcie")
     for s in range(n_devices):
         for d in range(n_devices):
             if s != d:
-                t.routes[(s, d)] = ((f"npu{s}.pcie_out", f"npu{d}.pcie_in"), pcie.latency_us)
+                _via_ports(t, s, d, "npu{}.pcie", pcie.latency_us)
     return t
 
 
@@ -179,10 +187,9 @@ def from_description(desc: dict) -> Topology:
     ports = desc.get("ports")
     if ports:
         for dev in range(n):
-            t.add(f"npu{dev}.port_out", float(ports["GBps"]), ports.get("kind", "port"))
-            t.add(f"npu{dev}.port_in", float(ports["GBps"]), ports.get("kind", "port"))
+            _ports(t, f"npu{dev}.port", float(ports["GBps"]), ports.get("kind", "port"))
         for a in range(n):
             for b in range(n):
                 if a != b and (a, b) not in t.routes:
-                    t.routes[(a, b)] = ((f"npu{a}.port_out", f"npu{b}.port_in"), float(ports.get("latency_us", 0.0)))
+                    _via_ports(t, a, b, "npu{}.port", float(ports.get("latency_us", 0.0)))
     return t
