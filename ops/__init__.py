@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import Args, CommOp, Op, OpError
+from .base import Args, CommOp, LegacyCommOp, LegacyOp, Op, OpError, OpSpec, resolve_tiling
 
 REGISTRY: dict[str, Op] = {}
 
 for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _m.name in ("base",) or _m.ispkg:
+    if _m.name in ("base", "study") or _m.ispkg and _m.name == "templates":
         continue
     _mod = importlib.import_module(f"{__name__}.{_m.name}")
     for _op in getattr(_mod, "OPS", ()):
@@ -27,4 +27,4 @@ def get_op(name: str) -> Op | None:
     return REGISTRY.get(name)
 
 
-__all__ = ["Op", "CommOp", "OpError", "Args", "REGISTRY", "get_op"]
+__all__ = ["Op", "CommOp", "OpSpec", "OpError", "Args", "REGISTRY", "get_op", "LegacyOp", "LegacyCommOp", "resolve_tiling"]

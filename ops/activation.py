@@ -40,7 +40,7 @@ from ascend_sim import dtypes as D
 from ascend_sim import formats as F
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, Op
+from .base import Args, LegacyOp as Op
 from .templates.elementwise import Operand, VectorStep, elementwise_plan
 from .templates.rows import RowOperand, RowStep, row_plan
 

@@ -72,7 +72,7 @@ import numpy as np
 from ascend_sim import dtypes as D
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, Op
+from .base import Args, LegacyOp as Op
 from .templates.elementwise import Operand, VectorStep, elementwise_plan
 from .templates.flash_attention import (NO_LIMIT, Band, ElemRows, FlashAttentionProblem, FlashAttentionTiling,
                                         GMRows, dropout_bits_bytes, flash_attention_plan)

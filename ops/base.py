@@ -1,26 +1,48 @@
-"""The op protocol: an op is three functions, kept apart (the JAX-primitive pattern).
+"""The op protocol (v2): an op resolves its call once, then computes and plans from that.
 
-* ``infer(a, chip)``   -- abstract evaluation: check every argument against the op's documented
-  rules and return the outputs' :class:`~ascend_sim.tensor.TensorMeta`. Runs in meta mode too.
-  Bad input raises :class:`OpError` (a ValueError) or TypeError naming the op, the argument and
-  the rule, before anything is computed or queued.
-* ``compute(a, outs)`` -- the numbers, on the host, once per op (numpy/numba, never per tile).
-  Skipped in meta mode. Returns one array per output, in the logical layout.
-* ``plan(a, outs, chip)`` -- lowering: the KernelPlan the engine times (isa/). Data, not a
-  callback; it never looks at the numbers, so meta and full mode take the same time.
+Three functions, kept apart as JAX keeps a primitive's abstract evaluation, implementation and
+lowering apart:
 
-Subclasses override ``infer`` and ``compute``, and ``plan`` once their kernel exists. ``a`` is an
-:class:`Args`: the call's arguments by name, tensors as NPUTensor. An in-place op names the
-argument it writes in ``inplace`` (or per call, in ``inplace_target``); the front door writes the
-computed numbers into that tensor and returns it. ``device_work(a)`` is False for calls that only
-relabel metadata: they queue no task.
+* ``infer(a, chip) -> OpSpec`` -- abstract evaluation. Check every argument against the op's
+  documented rules *once* and return a frozen, typed :class:`OpSpec`: the outputs' metadata plus
+  every parsed option the other two steps need. Runs in meta mode too. Bad input raises
+  :class:`OpError` (a ValueError) or TypeError naming the op, the argument and the rule, before
+  anything is computed or queued.
+* ``compute(spec, a) -> arrays`` -- the numbers, on the host, once per op (numpy/numba, never per
+  tile). Skipped in meta mode. One array per output, in the logical layout. ``a`` is still there
+  for the input tensors' numbers; every option comes from ``spec``.
+* ``plan(spec, chip, tiling) -> KernelPlan | [KernelPlan, ...] | None`` -- lowering: what the
+  engine times (isa/). Data, not a callback; it never looks at the numbers (value-dependent work
+  arrives in the spec, see below), so meta and full mode take the same time for the same spec.
+
+Beside them:
+
+* ``default_tiling(spec, chip)`` -- the tiling the op picks by itself for its main kernel (a
+  frozen dataclass of the template family: MatmulTiling, FlashAttentionTiling, RowTiling,
+  ElementwiseTiling, TransDataTiling...), None for ops without one. A user overrides it through
+  the simulator (``sim.tiling(op_name, tiling)``) or :func:`ascend_sim.ops.study.plan_for`; the
+  op object itself holds nothing mutable, so SPMD ranks (threads) can share it.
+* ``resolve_work(spec, a, outputs, assumptions) -> OpSpec`` -- only for ops whose work depends on
+  values (how many tokens each expert gets, how many boxes survive). In full mode it reads the
+  real values (inputs' and computed outputs' numbers); in meta mode it takes them from the
+  op's declared ``assumptions`` (defaults in :attr:`Op.assumptions`, user-set with
+  ``sim.assume(op_name, key=value)``) and says so in ``spec.assumed``, which the report shows.
+
+An output is either a new tensor or written into an argument: ``spec.inplace[i]`` names the
+argument output *i* is written into (None: a new tensor), so an op can update several tensors
+in place (npu_apply_adam writes var, m and v). numpy inputs of an in-place op: the front door
+writes the result back into the caller's array too (see ascend_sim.torch_npu), so in-place reads
+the same with numpy, torch or NPUTensor arguments.
 
 Ops import dtypes, formats, tensor, hw and isa -- never the runtime or the engine.
 """
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+import dataclasses
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -42,36 +64,63 @@ class Args(dict):
             raise AttributeError(name) from None
 
 
+@dataclass(frozen=True, kw_only=True)
+class OpSpec:
+    """A resolved call: what ``infer`` found. Ops subclass it (frozen, keyword-only) with the
+    parsed options their compute and plan need; everything in it is hashable, so the front door
+    reuses a plan for an identical spec (a model's 80 identical layers plan once).
+
+    outputs     the outputs' metadata, in the op's documented order
+    inplace     per output: the argument it is written into, or None for a new tensor
+                (shorter than ``outputs``: the rest are new tensors)
+    device_work False when the call only relabels metadata (no kernel, no task)
+    attrs       (name, value) pairs worth showing in reports and traces
+    assumed     value-dependent ops in meta mode: the assumption the plan was built from
+    """
+
+    outputs: tuple[TensorMeta, ...]
+    inplace: tuple[str | None, ...] = ()
+    device_work: bool = True
+    attrs: tuple[tuple[str, Any], ...] = ()
+    assumed: str = ""
+
+    def target(self, i: int) -> str | None:
+        """The argument output ``i`` is written into (None: a new tensor)."""
+        return self.inplace[i] if i < len(self.inplace) else None
+
+    def replace(self, **changes) -> "OpSpec":
+        return dataclasses.replace(self, **changes)
+
+
 class Op(abc.ABC):
     """Base class of every op. See the module docstring for the protocol."""
 
     name: str = ""
-    inplace: str | None = None       # argument written in place and returned
+    #: value-dependent ops: the meta-mode assumptions they accept, with their defaults
+    assumptions: Mapping[str, Any] = MappingProxyType({})
 
     @abc.abstractmethod
-    def infer(self, a: Args, chip) -> tuple[TensorMeta, ...]:
-        """Check the arguments; return the outputs' metadata."""
+    def infer(self, a: Args, chip) -> OpSpec:
+        """Check the arguments once; return the resolved call."""
 
     @abc.abstractmethod
-    def compute(self, a: Args, outs: Sequence[TensorMeta]) -> tuple[np.ndarray, ...]:
+    def compute(self, spec: OpSpec, a: Args) -> tuple[np.ndarray, ...]:
         """The outputs' numbers (full mode only)."""
 
-    def plan(self, a: Args, outs: Sequence[TensorMeta], chip):
+    def default_tiling(self, spec: OpSpec, chip) -> Any:
+        """The tiling the op chooses for its main kernel (None: it has none to choose)."""
+        return None
+
+    def plan(self, spec: OpSpec, chip, tiling: Any = None):
         """The KernelPlan, or a list of them when the op launches several kernels in order (each
         becomes a task on the stream, under the op's name); None for no device work."""
         return None
 
-    def inplace_target(self, a: Args) -> str | None:
-        """The argument this call writes and returns (None: new output tensors)."""
-        return self.inplace
-
-    def device_work(self, a: Args) -> bool:
-        """False when the call only changes metadata (no kernel runs, no task is queued)."""
-        return True
-
-    def attrs(self, a: Args) -> dict:
-        """Scalar attributes worth showing in reports and traces."""
-        return {}
+    def resolve_work(self, spec: OpSpec, a: Args, outputs: Sequence[np.ndarray] | None,
+                     assumptions: Mapping[str, Any]) -> OpSpec:
+        """Value-dependent ops: the spec with the work the values (full mode) or the assumptions
+        (meta mode, ``outputs`` is None) imply. Other ops return ``spec`` unchanged."""
+        return spec
 
     # ----- helpers for subclasses: checks that name the op, the argument and the rule -----
     def fail(self, arg: str, rule: str) -> OpError:
@@ -104,27 +153,94 @@ class Op(abc.ABC):
             raise self.fail(arg, f"must be <= {hi}, got {v}")
         return v
 
+    def check_assumptions(self, values: Mapping[str, Any]) -> None:
+        """A user's ``sim.assume`` for this op names only assumptions the op declares."""
+        bad = sorted(set(values) - set(self.assumptions))
+        if bad:
+            known = ", ".join(sorted(self.assumptions)) or "none (its work does not depend on values)"
+            raise ValueError(f"{self.name}: unknown assumption(s) {', '.join(bad)}; it accepts: {known}")
+
+
+def resolve_tiling(op, spec, chip, override):
+    """The tiling a call is planned with: the op's own choice, or the user's override (a tiling
+    of the same type, or a function of the op's choice that returns one)."""
+    default = op.default_tiling(spec, chip)
+    if override is None:
+        return default
+    t = override(default) if callable(override) and not hasattr(override, "__dataclass_fields__") else override
+    if default is not None and type(t) is not type(default):
+        raise TypeError(f"{op.name}: tiling must be a {type(default).__name__} (the op's tiling type), "
+                        f"got {type(t).__name__}")
+    if default is None:
+        raise TypeError(f"{op.name}: this op has no tiling to override")
+    return t
+
 
 class CommOp(Op):
     """An op whose result needs other ranks (the fused matmul + communication ops).
 
-    Protocol, on top of :class:`Op`: ``local(a)`` computes this rank's part (e.g. its partial
-    matmul); ``combine(parts, a, ranks)`` -- run once, by the last rank of the group to arrive --
-    turns every rank's part into every rank's outputs ({rank: tuple of arrays}); ``plan`` returns
-    a list of KernelPlans, CommSteps and WaitComms (``ascend_sim.isa``). ``group_arg`` names the
-    argument holding the HCCL group name. The front door runs the rendezvous (ops never see the
-    runtime); ``compute`` is not used.
+    Protocol, on top of :class:`Op`: ``local(spec, a)`` computes this rank's part (e.g. its
+    partial matmul); ``combine(spec, parts, ranks)`` -- run once, by the last rank of the group to
+    arrive -- turns every rank's part into every rank's outputs ({rank: tuple of arrays});
+    ``plan(spec, chip, tiling, ranks)`` returns a list of KernelPlans, CommSteps and WaitComms
+    (``ascend_sim.isa``). ``group_arg`` names the argument holding the HCCL group name;
+    ``check_group(spec, ranks)`` may reject a group. The front door runs the rendezvous (ops
+    never see the runtime); ``compute`` is not used.
     """
 
     group_arg = "hcom"
 
     @abc.abstractmethod
-    def local(self, a: Args):
+    def local(self, spec: OpSpec, a: Args):
         """This rank's part of the result (full mode only)."""
 
     @abc.abstractmethod
-    def combine(self, parts: dict, a: Args, ranks: tuple) -> dict:
+    def combine(self, spec: OpSpec, parts: dict, ranks: tuple) -> dict:
         """{rank: part} -> {rank: tuple of output arrays}."""
+
+    def check_group(self, spec: OpSpec, ranks: tuple) -> None:
+        """Reject a group this op cannot run on (OpError naming the argument)."""
+
+    def compute(self, spec, a):
+        raise TypeError(f"{self.name} is a communicating op: the front door calls local/combine")
+
+
+class LegacyOp(abc.ABC):
+    """The protocol before v2 (``infer(a, chip) -> metas``, ``compute(a, outs)``, ``plan(a, outs,
+    chip)``), kept only while op families move to :class:`Op`; the front door still runs it."""
+
+    name: str = ""
+    inplace: str | None = None
+    legacy = True
+    fail, tensor, check_dtype, dtype_arg, int_arg = Op.fail, Op.tensor, Op.check_dtype, Op.dtype_arg, Op.int_arg
+
+    @abc.abstractmethod
+    def infer(self, a: Args, chip) -> tuple[TensorMeta, ...]: ...
+
+    @abc.abstractmethod
+    def compute(self, a: Args, outs: Sequence[TensorMeta]) -> tuple[np.ndarray, ...]: ...
+
+    def plan(self, a: Args, outs: Sequence[TensorMeta], chip):
+        return None
+
+    def inplace_target(self, a: Args) -> str | None:
+        return self.inplace
+
+    def device_work(self, a: Args) -> bool:
+        return True
+
+    def attrs(self, a: Args) -> dict:
+        return {}
+
+
+class LegacyCommOp(LegacyOp):
+    group_arg = "hcom"
+
+    @abc.abstractmethod
+    def local(self, a: Args): ...
+
+    @abc.abstractmethod
+    def combine(self, parts: dict, a: Args, ranks: tuple) -> dict: ...
 
     def compute(self, a: Args, outs):
         raise TypeError(f"{self.name} is a communicating op: the front door calls local/combine")

@@ -71,7 +71,7 @@ from ascend_sim import formats as F
 from ascend_sim.isa import CommStep, ISAError, KernelPlan, WaitComm
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, CommOp
+from .base import Args, LegacyCommOp as CommOp
 from .matmul import (BF16, F16, F32, I8, I32, I64, GemmSide, batch_locator, float_matmul, gemm_plans,
                      int_matmul, matrix_format, relayout, shift)
 from .quant import as_float32, quant_param_scale, to_int8_saturated

@@ -8,6 +8,7 @@ promotion); shapes broadcast as numpy broadcasts; fp16/bf16 computed in fp32 and
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,17 +16,26 @@ from ascend_sim import dtypes as D
 from ascend_sim import formats as F
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, Op
-from .templates.elementwise import Operand, VectorStep, elementwise_plan
+from .base import Args, Op, OpSpec
+from .templates.elementwise import ElementwiseTiling, Operand, VectorStep, default_tiling, elementwise_plan
 
 _FLOATS = (D.float16, D.bfloat16, D.float32)
 _ALLOWED = _FLOATS + (D.int32, D.int64, D.int16, D.int8, D.uint8)
 
 
+@dataclass(frozen=True, kw_only=True)
+class BinarySpec(OpSpec):
+    numel: int
+    itemsize: float
+    work: str            # dtype the vector computes in
+    widen: bool          # fp16/bf16: cast in, compute in fp32, cast out
+    alpha: float = 1.0
+
+
 class _Binary(Op):
     ufunc = None
 
-    def infer(self, a: Args, chip):
+    def infer(self, a: Args, chip) -> BinarySpec:
         x, y = self.tensor(a, "self"), self.tensor(a, "other")
         self.check_dtype("self", x, _ALLOWED)
         if y.dtype is not x.dtype:
@@ -34,28 +44,35 @@ class _Binary(Op):
             if t.format not in (F.Format.ND, F.Format.NCHW, F.Format.NCDHW):
                 raise self.fail(arg, f"must be in a base format (ND/NCHW/NCDHW), got {t.format.name}")
         try:
-            shape = np.broadcast_shapes(x.shape, y.shape)
+            shape = tuple(np.broadcast_shapes(x.shape, y.shape))
         except ValueError:
             raise self.fail("other", f"shape {y.shape} does not broadcast with {x.shape}") from None
-        return (TensorMeta(tuple(shape), x.dtype),)
+        widen = x.dtype in (D.float16, D.bfloat16)
+        return BinarySpec(outputs=(TensorMeta(shape, x.dtype),), numel=math.prod(shape), itemsize=x.dtype.itemsize,
+                          work="float32" if widen else x.dtype.name, widen=widen, alpha=a.get("alpha", 1))
 
-    def compute(self, a: Args, outs):
+    def compute(self, spec: BinarySpec, a: Args):
         x, y = a.self.data, a.other.data
         if a.self.dtype.is_float:
-            r = self.ufunc(x.astype(np.float32), y.astype(np.float32) * np.float32(a.get("alpha", 1)))
-            return (D.cast(r, outs[0].dtype),)
-        return (self.ufunc(x, y * a.get("alpha", 1)).astype(outs[0].dtype.np_dtype),)
+            r = self.ufunc(x.astype(np.float32), y.astype(np.float32) * np.float32(spec.alpha))
+            return (D.cast(r, spec.outputs[0].dtype),)
+        return (self.ufunc(x, y * spec.alpha).astype(spec.outputs[0].dtype.np_dtype),)
 
-    def plan(self, a: Args, outs, chip):
-        n = math.prod(outs[0].shape)
-        item = outs[0].dtype.itemsize
-        work = "float32" if a.self.dtype in (D.float16, D.bfloat16) else a.self.dtype.name
-        steps = [VectorStep("binary", work)]
-        if work != a.self.dtype.name:
-            steps = [VectorStep("unary", work), VectorStep("unary", work)] + steps + [VectorStep("unary", work)]
+    def _kernel(self, spec: BinarySpec):
         # a broadcast operand is re-read per tile of the output: charge it at the output's size
-        return elementwise_plan(self.name, chip, n, [Operand("self", item), Operand("other", item)],
-                                [Operand("out0", item)], steps, flops_per_elem=1.0)
+        ins = [Operand("self", spec.itemsize), Operand("other", spec.itemsize)]
+        steps = [VectorStep("binary", spec.work)]
+        if spec.widen:
+            steps = [VectorStep("unary", spec.work)] * 2 + steps + [VectorStep("unary", spec.work)]
+        return ins, [Operand("out0", spec.itemsize)], steps
+
+    def default_tiling(self, spec: BinarySpec, chip) -> ElementwiseTiling:
+        ins, outs, steps = self._kernel(spec)
+        return default_tiling(chip, spec.numel, ins, outs, alias_output=not steps)
+
+    def plan(self, spec: BinarySpec, chip, tiling: ElementwiseTiling):
+        ins, outs, steps = self._kernel(spec)
+        return elementwise_plan(self.name, chip, spec.numel, ins, outs, steps, tiling=tiling, flops_per_elem=1.0)
 
 
 class Add(_Binary):

@@ -66,7 +66,7 @@ from ascend_sim import formats as F
 from ascend_sim.isa import GM, SET, WAIT, Buf, ISAError, KernelPlan, Pipe, Program, ProgramBuilder
 from ascend_sim.tensor import NPUTensor, TensorMeta
 
-from .base import Args, Op
+from .base import Args, LegacyOp as Op
 from .templates.matmul import MatmulProblem, MatmulTiling, Operand as CubeOperand, default_tiling, matmul_plan
 from .templates.rows import RowOperand, RowStep, row_plan
 

@@ -46,7 +46,7 @@ from ascend_sim import dtypes as D
 from ascend_sim import formats as F
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, Op
+from .base import Args, LegacyOp as Op
 from .templates.rows import RowOperand, RowStep, default_tiling, row_plan
 
 FP16_FP32 = (D.float16, D.float32)

@@ -49,7 +49,7 @@ from ascend_sim import formats as F
 from ascend_sim.isa import GM, XWAIT, Buf, ISAError, KernelPlan, Pipe, Program, ProgramBuilder
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, Op
+from .base import Args, LegacyOp as Op
 from .matmul import (BF16, F16, F32, I4, I8, I32, I64, INNER_LIMIT, INT4_PER_INT32, GemmSide, aligned,
                      broadcast_batch, dequant_epilogue_plan, float_matmul, gemm_plans, int_matmul, matrix_bytes,
                      matrix_format, relayout, rows_locator, share_workspace, wrap_int32)

@@ -57,7 +57,7 @@ from ascend_sim import formats as F
 from ascend_sim.isa import ISAError
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, Op
+from .base import Args, LegacyOp as Op
 from .rotary import remap_table_rows, table_row_view
 from .templates.elementwise import Operand, VectorStep, elementwise_plan
 from .templates.rows import RowOperand, RowStep, RowTiling, row_plan

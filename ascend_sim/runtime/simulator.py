@@ -98,6 +98,8 @@ class Simulator:
         self._timeline = Timeline(chip=self.chip.name)
         self._tokens: list[contextvars.Token] = []
         self._engine = None
+        self._tilings: dict[str, Any] = {}          # op name -> tiling, or fn(default tiling) -> tiling
+        self._assumptions: dict[str, dict] = {}     # op name -> {assumption: value} for meta mode
 
     # ----- context -----
     def __enter__(self) -> "Simulator":
@@ -157,6 +159,51 @@ class Simulator:
     @staticmethod
     def current_scope() -> str:
         return "/".join(_scope.get())
+
+    # ----- studies: tilings and meta-mode assumptions -----
+    def set_tiling(self, op_name: str, tiling: Any) -> None:
+        """Plan every later call of ``op_name`` with ``tiling`` (the op's tiling type, e.g.
+        ``MatmulTiling(base_m=128, ...)``), or with ``tiling(default)`` when it is a function of
+        the tiling the op would choose (``lambda t: dataclasses.replace(t, q_tile=64)``); None
+        goes back to the op's own choice. Held by the simulator, read by every rank."""
+        from .. import ops
+        if ops.get_op(op_name) is None:
+            raise KeyError(f"set_tiling: {op_name!r} is not an op of ascend-sim")
+        if tiling is None:
+            self._tilings.pop(op_name, None)
+        else:
+            self._tilings[op_name] = tiling
+
+    @contextlib.contextmanager
+    def tiling(self, op_name: str, tiling: Any):
+        """``with sim.tiling("npu_fusion_attention", FlashAttentionTiling(...)):`` -- calls of that
+        op inside the block are planned with this tiling (see :meth:`set_tiling`)."""
+        before = self._tilings.get(op_name)
+        self.set_tiling(op_name, tiling)
+        try:
+            yield
+        finally:
+            self.set_tiling(op_name, before)
+
+    def tiling_override(self, op_name: str) -> Any:
+        return self._tilings.get(op_name)
+
+    def assume(self, op_name: str, **values) -> None:
+        """Meta mode: plan ``op_name``'s value-dependent work from these assumptions (e.g.
+        ``sim.assume("npu_moe_init_routing", routing="uniform")``); the op says which it accepts
+        and report rows show what was assumed. Full mode plans from the real values."""
+        from .. import ops
+        op = ops.get_op(op_name)
+        if op is None:
+            raise KeyError(f"assume: {op_name!r} is not an op of ascend-sim")
+        op.check_assumptions(values)
+        self._assumptions.setdefault(op_name, {}).update(values)
+
+    def assumptions(self, op_name: str) -> dict:
+        """The meta-mode assumptions ``op_name`` plans with: its defaults, then the user's."""
+        from .. import ops
+        op = ops.get_op(op_name)
+        return {**dict(getattr(op, "assumptions", {})), **self._assumptions.get(op_name, {})}
 
     # ----- ranks -----
     def spmd(self, fn: Callable[[int], Any]) -> list[Any]:

@@ -92,11 +92,30 @@ def call(entry: ApiEntry, arguments: dict[str, Any]) -> Any:
         result = host(sim, dev, _ops.Args(arguments), as_torch)
         return result
     a = _ops.Args({k: _convert(v, dev, sim.is_meta) for k, v in arguments.items()})
-    if isinstance(op, _ops.CommOp):
+    if isinstance(op, (_ops.CommOp, _ops.LegacyCommOp)):
         outputs = run_comm_op(sim, dev, op, a)
     else:
         outputs = run_op(sim, dev, op, a)
+        _write_back(arguments, a, outputs)
     return _package(entry, outputs, as_torch)
+
+
+def _write_back(originals: dict, a: _ops.Args, outputs) -> None:
+    """In-place on a host array: an argument given as a numpy array (or torch tensor) that the op
+    wrote in place gets the new numbers too, so ``torch_npu.one_(x)`` changes ``x`` whichever
+    kind of tensor ``x`` is. When the op changed its shape or dtype (a format relabel), the host
+    array cannot hold it: the returned tensor is the result."""
+    for k, orig in originals.items():
+        t = a.get(k)
+        if not isinstance(t, NPUTensor) or t is orig or t.data is None or not any(t is o for o in outputs):
+            continue
+        if isinstance(orig, np.ndarray):
+            if orig.flags.writeable and orig.shape == t.data.shape and orig.dtype == t.data.dtype:
+                orig[...] = t.data
+        elif _interop.is_torch_tensor(orig) and tuple(orig.shape) == t.data.shape:
+            src = _interop.numpy_to_torch(t.data, t.dtype)
+            if src.dtype == orig.dtype:
+                orig.copy_(src)
 
 
 def call_internal(name: str, **arguments) -> Any:
@@ -125,23 +144,68 @@ def _convert(v: Any, dev, meta: bool) -> Any:
     return v
 
 
-def run_op(sim, dev, op: _ops.Op, a: _ops.Args) -> tuple[NPUTensor, ...]:
-    """infer -> compute -> allocate/write -> plan -> queue. Returns the output tensors."""
+def run_op(sim, dev, op, a: _ops.Args) -> tuple[NPUTensor, ...]:
+    """infer -> compute -> resolve value-dependent work -> allocate/write -> plan -> queue.
+    Returns the output tensors."""
+    if getattr(op, "legacy", False):
+        return _run_legacy_op(sim, dev, op, a)
+    spec = op.infer(a, sim.chip)
+    metas = spec.outputs
+    relabel_only = not spec.device_work and all(spec.target(i) for i in range(len(metas)))
+    datas = None if sim.is_meta or relabel_only else tuple(op.compute(spec, a))
+    if spec.device_work:
+        spec = op.resolve_work(spec, a, datas, sim.assumptions(op.name) if sim.is_meta else {})
+    outputs = _outputs(dev, spec, a, datas)
+    if spec.device_work:
+        plans = plans_for(sim, op, spec)
+        if plans is None or not isinstance(plans, (list, tuple)):
+            plans = [plans]
+        _submit_kernels(sim, dev, op.name, a, metas, outputs, plans, _spec_attrs(spec))
+    if datas is not None and not dev.float_status:
+        dev.float_status = overflowed([v for v in a.values() if isinstance(v, NPUTensor)], datas)
+    return outputs
+
+
+def _spec_attrs(spec) -> dict:
+    attrs = dict(spec.attrs)
+    if spec.assumed:
+        attrs["assumed"] = spec.assumed
+    return attrs
+
+
+def _outputs(dev, spec, a: _ops.Args, datas) -> tuple[NPUTensor, ...]:
+    """Each output: a new tensor, or the argument it is written into (relabelled or reallocated
+    when its metadata changes)."""
+    outs = []
+    for i, m in enumerate(spec.outputs):
+        d = None if datas is None else datas[i]
+        arg = spec.target(i)
+        if arg is None:
+            outs.append(dev.new_tensor(m, None if d is None else np.ascontiguousarray(d)))
+            continue
+        outs.append(_write_into(dev, a[arg], m, d))
+    return tuple(outs)
+
+
+def _write_into(dev, target: NPUTensor, meta: TensorMeta, data) -> NPUTensor:
+    if meta != target.meta:
+        if meta.nbytes == target.meta.nbytes:
+            target._set_meta(meta)       # same storage size: relabel in place
+        else:
+            dev.reallocate(target, meta)
+    if data is not None:
+        target._data = np.ascontiguousarray(data) if target.data is None or \
+            target.data.shape != data.shape else _write(target.data, data)
+    return target
+
+
+def _run_legacy_op(sim, dev, op, a: _ops.Args) -> tuple[NPUTensor, ...]:
     metas = tuple(op.infer(a, sim.chip))
     work = op.device_work(a)
     inplace = op.inplace_target(a)
     datas = None if sim.is_meta or not work and inplace else tuple(op.compute(a, metas))
     if inplace is not None:
-        target: NPUTensor = a[inplace]
-        if metas[0] != target.meta:
-            if metas[0].nbytes == target.meta.nbytes:
-                target._set_meta(metas[0])       # same storage size: relabel in place
-            else:
-                dev.reallocate(target, metas[0])
-        if datas is not None:
-            target._data = np.ascontiguousarray(datas[0]) if target.data is None or \
-                target.data.shape != datas[0].shape else _write(target.data, datas[0])
-        outputs = (target,)
+        outputs = (_write_into(dev, a[inplace], metas[0], None if datas is None else datas[0]),)
     else:
         outputs = tuple(dev.new_tensor(m, None if datas is None else np.ascontiguousarray(d))
                         for m, d in zip(metas, datas or (None,) * len(metas)))
@@ -149,10 +213,35 @@ def run_op(sim, dev, op: _ops.Op, a: _ops.Args) -> tuple[NPUTensor, ...]:
         plans = _plans(sim, op, a, metas)
         if plans is None or not isinstance(plans, (list, tuple)):
             plans = [plans]
-        _submit_kernels(sim, dev, op, a, metas, outputs, plans)
+        _submit_kernels(sim, dev, op.name, a, metas, outputs, plans, op.attrs(a))
     if datas is not None and not dev.float_status:
         dev.float_status = overflowed([v for v in a.values() if isinstance(v, NPUTensor)], datas)
     return outputs
+
+
+_V2_PLAN_CACHE: dict = {}
+
+
+def plans_for(sim, op, spec, extra=(), plan_args=()):
+    """The op's plans for ``spec`` on the simulator's chip under its tiling override; identical
+    specs (a model's identical layers) share one plan, so the engine can recognise a kernel it has
+    simulated before."""
+    override = sim.tiling_override(op.name)
+    try:
+        key = (op.name, id(sim.chip), spec, override, extra)
+        hash(key)
+    except TypeError:
+        key = None
+    hit = _V2_PLAN_CACHE.get(key) if key is not None else None
+    if hit is None:
+        tiling = _ops.resolve_tiling(op, spec, sim.chip, override)
+        plans = op.plan(spec, sim.chip, tiling, *plan_args)
+        if key is None:
+            return plans
+        if len(_V2_PLAN_CACHE) >= _PLAN_CACHE_MAX:
+            _V2_PLAN_CACHE.pop(next(iter(_V2_PLAN_CACHE)))
+        hit = _V2_PLAN_CACHE[key] = (plans, sim.chip)
+    return hit[0]
 
 
 # Plans are data that depend on the op, its argument metadata and the chip (and, for a few ops, on
@@ -201,11 +290,10 @@ def _workspace(dev, plans):
     return dev.new_tensor(TensorMeta((int(ws_bytes),), D.uint8)) if ws_bytes else None
 
 
-def _submit_kernels(sim, dev, op, a: _ops.Args, metas, outputs, plans, ws="new") -> list:
+def _submit_kernels(sim, dev, op_name: str, a: _ops.Args, metas, outputs, plans, attrs: dict, ws="new") -> list:
     """Queue an op's kernels on the current stream; returns their tasks."""
     inputs = tuple(v.meta for v in a.values() if isinstance(v, NPUTensor))
     addrs = addresses(a, outputs)
-    attrs = op.attrs(a)
     if ws == "new":
         ws = _workspace(dev, plans)
     tasks = []
@@ -216,7 +304,7 @@ def _submit_kernels(sim, dev, op, a: _ops.Args, metas, outputs, plans, ws="new")
             task_attrs["_workspace"] = ws
         if len(plans) > 1:
             task_attrs["kernel"] = plan.name if plan is not None else f"part{k}"
-        tasks.append(sim.submit(Task(op.name, "kernel" if plan is not None else "host", dev.current_stream,
+        tasks.append(sim.submit(Task(op_name, "kernel" if plan is not None else "host", dev.current_stream,
                                      plan=plan, inputs=inputs, outputs=metas, attrs=task_attrs, addresses=task_addrs)))
     return tasks
 
@@ -229,21 +317,30 @@ def run_comm_op(sim, dev, op: "_ops.CommOp", a: _ops.Args) -> tuple[NPUTensor, .
     from ..isa import CommStep, KernelPlan, WaitComm
     from ..runtime import Event
 
-    metas = tuple(op.infer(a, sim.chip))
+    legacy = getattr(op, "legacy", False)
+    spec = None if legacy else op.infer(a, sim.chip)
+    metas = tuple(op.infer(a, sim.chip)) if legacy else spec.outputs
     group = sim.world.group(a.get(op.group_arg))
     if dev.index not in group.ranks:
         raise ValueError(f"{op.name}: rank {dev.index} is not in the group {group.name!r} ({list(group.ranks)})")
-    check_group = getattr(op, "check_group", None)
-    if check_group is not None:
-        check_group(a, group.ranks)
-    items = list(_plans(sim, op, a, metas, extra=(group.name, group.ranks)) or [])
+    if legacy:
+        check_group = getattr(op, "check_group", None)
+        if check_group is not None:
+            check_group(a, group.ranks)
+        items = list(_plans(sim, op, a, metas, extra=(group.name, group.ranks)) or [])
+        attrs = op.attrs(a)
+    else:
+        op.check_group(spec, group.ranks)
+        items = list(plans_for(sim, op, spec, extra=(group.name, group.ranks), plan_args=(group.ranks,)) or [])
+        attrs = _spec_attrs(spec)
     steps = [it for it in items if isinstance(it, CommStep)]
     tensors = tuple((k, v.shape, v.dtype.name) for k, v in a.items() if isinstance(v, NPUTensor))
     desc = (op.name, tensors, tuple((c.kind, c.nbytes) for c in steps))
     topo = sim.topology
 
     def combine(parts):
-        results = {r: None for r in parts} if sim.is_meta else op.combine(parts, a, group.ranks)
+        results = {r: None for r in parts} if sim.is_meta else \
+            op.combine(parts, a, group.ranks) if legacy else op.combine(spec, parts, group.ranks)
         calls = []
         for c in steps:
             alg = choose_algorithm(c.kind, list(group.ranks), c.nbytes, topo.servers(), topo.mesh)
@@ -252,7 +349,8 @@ def run_comm_op(sim, dev, op: "_ops.CommOp", a: _ops.Args) -> tuple[NPUTensor, .
                                         c.name or f"{op.name}.{c.kind}"))
         return results, calls
 
-    mine, calls = sim.world.meet(group, dev.index, desc, None if sim.is_meta else op.local(a), combine)
+    part = None if sim.is_meta else op.local(a) if legacy else op.local(spec, a)
+    mine, calls = sim.world.meet(group, dev.index, desc, part, combine)
     outputs = tuple(dev.new_tensor(m, None if mine is None else np.ascontiguousarray(mine[i]))
                     for i, m in enumerate(metas))
     cur, comm = dev.current_stream, dev.comm_stream
@@ -264,7 +362,7 @@ def run_comm_op(sim, dev, op: "_ops.CommOp", a: _ops.Args) -> tuple[NPUTensor, .
     first = True
     for it in items:
         if isinstance(it, KernelPlan):
-            tasks = _submit_kernels(sim, dev, op, a, metas, outputs, [it], ws=ws)
+            tasks = _submit_kernels(sim, dev, op.name, a, metas, outputs, [it], attrs, ws=ws)
             if not first:          # a fused op is launched once: its later parts cost no host launch
                 for t in tasks:
                     t.attrs["_no_launch"] = True
