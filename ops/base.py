@@ -63,6 +63,14 @@ class Args(dict):
         except KeyError:
             raise AttributeError(name) from None
 
+    def item(self, ref: str) -> Any:
+        """An argument by the name plans and specs use: ``"var"``, or ``"out[1]"`` for the
+        second tensor of a tensor-list argument."""
+        if ref.endswith("]") and "[" in ref:
+            name, idx = ref[:-1].split("[")
+            return self[name][int(idx)]
+        return self[ref]
+
 
 @dataclass(frozen=True, kw_only=True)
 class OpSpec:
@@ -71,8 +79,9 @@ class OpSpec:
     reuses a plan for an identical spec (a model's 80 identical layers plan once).
 
     outputs     the outputs' metadata, in the op's documented order
-    inplace     per output: the argument it is written into, or None for a new tensor
-                (shorter than ``outputs``: the rest are new tensors)
+    inplace     per output: the argument it is written into (``"var"``; ``"out[1]"`` for an
+                element of a tensor-list argument), or None for a new tensor (shorter than
+                ``outputs``: the rest are new tensors)
     device_work False when the call only relabels metadata (no kernel, no task)
     attrs       (name, value) pairs worth showing in reports and traces
     assumed     value-dependent ops in meta mode: the assumption the plan was built from

@@ -106,16 +106,21 @@ def _write_back(originals: dict, a: _ops.Args, outputs) -> None:
     kind of tensor ``x`` is. When the op changed its shape or dtype (a format relabel), the host
     array cannot hold it: the returned tensor is the result."""
     for k, orig in originals.items():
-        t = a.get(k)
-        if not isinstance(t, NPUTensor) or t is orig or t.data is None or not any(t is o for o in outputs):
-            continue
-        if isinstance(orig, np.ndarray):
-            if orig.flags.writeable and orig.shape == t.data.shape and orig.dtype == t.data.dtype:
-                orig[...] = t.data
-        elif _interop.is_torch_tensor(orig) and tuple(orig.shape) == t.data.shape:
-            src = _interop.numpy_to_torch(t.data, t.dtype)
-            if src.dtype == orig.dtype:
-                orig.copy_(src)
+        items = zip(orig, a.get(k)) if isinstance(orig, (list, tuple)) and isinstance(a.get(k), (list, tuple)) \
+            else ((orig, a.get(k)),)
+        for host, t in items:
+            if isinstance(t, NPUTensor) and t is not host and t.data is not None and any(t is o for o in outputs):
+                _copy_to_host(host, t)
+
+
+def _copy_to_host(host, t: NPUTensor) -> None:
+    if isinstance(host, np.ndarray):
+        if host.flags.writeable and host.shape == t.data.shape and host.dtype == t.data.dtype:
+            host[...] = t.data
+    elif _interop.is_torch_tensor(host) and tuple(host.shape) == t.data.shape:
+        src = _interop.numpy_to_torch(t.data, t.dtype)
+        if src.dtype == host.dtype:
+            host.copy_(src)
 
 
 def call_internal(name: str, **arguments) -> Any:
@@ -183,7 +188,7 @@ def _outputs(dev, spec, a: _ops.Args, datas) -> tuple[NPUTensor, ...]:
         if arg is None:
             outs.append(dev.new_tensor(m, None if d is None else np.ascontiguousarray(d)))
             continue
-        outs.append(_write_into(dev, a[arg], m, d))
+        outs.append(_write_into(dev, a.item(arg), m, d))
     return tuple(outs)
 
 
