@@ -527,6 +527,16 @@ API_TABLE: tuple[ApiEntry, ...] = (
       "comm_alg='', zero_expert_num=0, copy_expert_num=0, const_expert_num=0",
       category=_COMM, products=_A3A2, comm=True,
       summary="Version 2 of the MoE combine, with elastic and constant/zero/copy expert support."),
+    # the seed's 124th function: its row sits inside the unclosed combine_v2 row (API.md)
+    E("npu_moe_distribute_dispatch_v2",
+      "x, expert_ids, group_ep, ep_world_size, ep_rank_id, moe_expert_num, *, scales=None, "
+      "x_active_mask=None, expert_scales=None, elastic_info=None, performance_info=None, group_tp='', "
+      "tp_world_size=0, tp_rank_id=0, expert_shard_type=0, shared_expert_num=1, shared_expert_rank_num=0, "
+      "quant_mode=0, global_bs=0, expert_token_nums_type=1, comm_alg='', zero_expert_num=0, "
+      "copy_expert_num=0, const_expert_num=0, y_dtype=None, x_dtype=None, scales_dtype=None",
+      returns=_T7, category=_COMM, products=_A3A2, comm=True,
+      summary="Dispatch v2: optionally quantises tokens and sends each to the ranks of its experts "
+              "(elastic and zero/copy/const experts)."),
     E("npu_moe_gating_top_k",
       "x, k, *, bias=None, input_ids=None, tid2eid=None, k_group=1, group_count=1, "
       "group_select_mode=0, renorm=0, norm_type=0, out_flag=False, routed_scaling_factor=1.0, "

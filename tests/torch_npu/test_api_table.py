@@ -11,7 +11,7 @@ from ascend_sim.torch_npu._api_table import API_TABLE, PRODUCTS, ApiEntry
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED_FILE = REPO_ROOT.parent / "shared" / "seed" / "000_d2e8f5ac54b56a3b.txt"
 
-# The 123 APIs of the seed list, sorted. Names only: the two deterministic APIs are
+# The 124 APIs of the seed list, sorted. Names only: the two deterministic APIs are
 # torch_npu.npu.<name>.
 SEED_API_NAMES = [
     '_npu_dropout', 'copy_memory_', 'disable_deterministic_with_backward', 'empty_with_format',
@@ -35,7 +35,7 @@ SEED_API_NAMES = [
     'npu_mla_prolog', 'npu_mla_prolog_v2', 'npu_mm_all_reduce_base',
     'npu_mm_reduce_scatter_base', 'npu_moe_compute_expert_tokens', 'npu_moe_distribute_combine',
     'npu_moe_distribute_combine_add_rms_norm', 'npu_moe_distribute_combine_v2',
-    'npu_moe_distribute_dispatch', 'npu_moe_finalize_routing', 'npu_moe_gating_top_k',
+    'npu_moe_distribute_dispatch', 'npu_moe_distribute_dispatch_v2', 'npu_moe_finalize_routing', 'npu_moe_gating_top_k',
     'npu_moe_gating_top_k_softmax', 'npu_moe_init_routing', 'npu_moe_init_routing_v2',
     'npu_moe_re_routing', 'npu_multi_head_attention', 'npu_nms_rotated', 'npu_nms_v4',
     'npu_nms_with_mask', 'npu_one_hot', 'npu_pad', 'npu_prefetch', 'npu_prompt_flash_attention',
@@ -50,16 +50,15 @@ SEED_API_NAMES = [
     'scatter_update_',
 ]
 
-# The seed's HTML leaves the npu_moe_distribute_combine_v2 row unclosed, and a row for
-# npu_moe_distribute_dispatch_v2 follows inside it. A parser that reads one API per <tr>...</tr>
-# sees 123 APIs; one that reads the first-column cells sees this extra one as well. The
-# project's scope (API.md, DESIGN.md) is the 123, so it is deliberately left out of the table.
-SEED_LINKS_NOT_IN_TABLE = {"npu_moe_distribute_dispatch_v2"}
+# The seed's HTML leaves the npu_moe_distribute_combine_v2 row unclosed, and the row for
+# npu_moe_distribute_dispatch_v2 follows inside it: a parser that reads one API per <tr>...</tr>
+# sees 123 APIs, one that reads the first-column cells sees all 124 (API.md: it is part of the API).
 
 COMM_OPS = {
     "npu_all_gather_base_mm", "npu_mm_all_reduce_base", "npu_mm_reduce_scatter_base",
     "npu_moe_distribute_dispatch", "npu_moe_distribute_combine", "npu_moe_distribute_combine_v2",
     "npu_moe_distribute_combine_add_rms_norm", "npu_alltoallv_gmm", "npu_gmm_alltoallv",
+    "npu_moe_distribute_dispatch_v2",
 }
 
 
@@ -87,11 +86,11 @@ def is_immutable(value) -> bool:
 
 
 def test_entry_count_and_order():
-    assert len(API_TABLE) == 124
+    assert len(API_TABLE) == 125
     names = [e.name for e in API_TABLE]
-    assert len(set(names)) == 124
-    assert sorted(names[:123]) == SEED_API_NAMES
-    assert len(SEED_API_NAMES) == 123 == len(set(SEED_API_NAMES))
+    assert len(set(names)) == 125
+    assert sorted(names[:124]) == SEED_API_NAMES
+    assert len(SEED_API_NAMES) == 124 == len(set(SEED_API_NAMES))
     last = API_TABLE[-1]
     assert (last.name, last.params, last.products) == ("get_npu_format", "self", PRODUCTS)
     assert last.category == "memory/format/runtime"
@@ -101,10 +100,8 @@ def test_entry_count_and_order():
 def test_names_match_seed_file():
     links = seed_api_links(SEED_FILE.read_text(encoding="utf-8"))
     assert len(links) == len(set(links))
-    assert SEED_LINKS_NOT_IN_TABLE <= set(links)
-    seed_order = [n for n in links if n not in SEED_LINKS_NOT_IN_TABLE]
-    assert sorted(n.split(".")[-1] for n in seed_order) == SEED_API_NAMES
-    assert seed_order == [e.qualname for e in API_TABLE[:123]]
+    assert sorted(n.split(".")[-1] for n in links) == SEED_API_NAMES
+    assert links == [e.qualname for e in API_TABLE[:124]]
 
 
 def test_namespaces():

@@ -12,7 +12,7 @@ from ascend_sim.torch_npu import API_TABLE
 NOT_BUILT = {
     'matmul_checksum', 'npu_advance_step_flashattn',
     'npu_alltoallv_gmm', 'npu_anchor_response_flags',
-    'npu_apply_adam', 'npu_batch_nms', 'npu_bert_apply_adam', 'npu_bounding_box_decode',
+    'npu_batch_nms', 'npu_bert_apply_adam', 'npu_bounding_box_decode',
     'npu_bounding_box_encode', 'npu_broadcast', 'npu_ciou', 'npu_confusion_transpose', 'npu_conv2d',
     'npu_conv3d', 'npu_conv_transpose2d', 'npu_convolution',
     'npu_convolution_transpose', 'npu_cross_entropy_loss', 'npu_deformable_conv2d',
@@ -26,7 +26,7 @@ NOT_BUILT = {
     'npu_mla_prolog', 'npu_mla_prolog_v2',
     'npu_moe_compute_expert_tokens', 'npu_moe_distribute_combine',
     'npu_moe_distribute_combine_add_rms_norm', 'npu_moe_distribute_combine_v2',
-    'npu_moe_distribute_dispatch', 'npu_moe_finalize_routing', 'npu_moe_gating_top_k',
+    'npu_moe_distribute_dispatch', 'npu_moe_distribute_dispatch_v2', 'npu_moe_finalize_routing', 'npu_moe_gating_top_k',
     'npu_moe_gating_top_k_softmax', 'npu_moe_init_routing', 'npu_moe_init_routing_v2',
     'npu_moe_re_routing', 'npu_multi_head_attention', 'npu_nms_rotated', 'npu_nms_v4',
     'npu_nms_with_mask', 'npu_one_hot', 'npu_pad',
@@ -48,9 +48,9 @@ def _fn(entry):
     return getattr(torch_npu.npu, entry.name) if entry.namespace == "npu" else getattr(torch_npu, entry.name)
 
 
-def test_all_123_names_and_get_npu_format_are_callable():
+def test_all_124_names_and_get_npu_format_are_callable():
     names = [e.name for e in API_TABLE]
-    assert len(names) == 124 and len(set(names)) == 124
+    assert len(names) == 125 and len(set(names)) == 125
     for e in API_TABLE:
         assert callable(_fn(e)), e.name
 
