@@ -24,6 +24,12 @@ from . import formats as _formats
 from .dtypes import DType, get_dtype
 
 
+def contiguous(a) -> np.ndarray:
+    """A C-contiguous array of the same shape (np.ascontiguousarray turns a 0-d array into 1-d)."""
+    a = np.asarray(a)
+    return a if a.flags.c_contiguous else np.array(a, order="C")
+
+
 @dataclass(frozen=True)
 class TensorMeta:
     """What an op's infer step says about an output: shape, dtype, storage format."""
@@ -60,7 +66,7 @@ class NPUTensor:
             raise ValueError(f"NPUTensor: shape {shape} has a negative dimension")
         _formats.check_shape(fmt, shape, what="NPUTensor")
         if data is not None:
-            data = np.ascontiguousarray(data)
+            data = contiguous(data)
             if data.shape != shape:
                 raise ValueError(f"NPUTensor: data shape {data.shape} does not match shape {shape}")
             if data.dtype != dt.np_dtype:

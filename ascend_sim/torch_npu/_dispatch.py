@@ -20,7 +20,7 @@ import numpy as np
 from .. import dtypes as D
 from .. import ops as _ops
 from ..runtime import Task, current_simulator
-from ..tensor import NPUTensor, TensorMeta
+from ..tensor import NPUTensor, TensorMeta, contiguous
 from . import _interop
 from ._api_table import API_TABLE, ApiEntry
 
@@ -186,7 +186,7 @@ def _outputs(dev, spec, a: _ops.Args, datas) -> tuple[NPUTensor, ...]:
         d = None if datas is None else datas[i]
         arg = spec.target(i)
         if arg is None:
-            outs.append(dev.new_tensor(m, None if d is None else np.ascontiguousarray(d)))
+            outs.append(dev.new_tensor(m, None if d is None else contiguous(d)))
             continue
         outs.append(_write_into(dev, a.item(arg), m, d))
     return tuple(outs)
@@ -199,7 +199,7 @@ def _write_into(dev, target: NPUTensor, meta: TensorMeta, data) -> NPUTensor:
         else:
             dev.reallocate(target, meta)
     if data is not None:
-        target._data = np.ascontiguousarray(data) if target.data is None or \
+        target._data = contiguous(data) if target.data is None or \
             target.data.shape != data.shape else _write(target.data, data)
     return target
 
@@ -212,7 +212,7 @@ def _run_legacy_op(sim, dev, op, a: _ops.Args) -> tuple[NPUTensor, ...]:
     if inplace is not None:
         outputs = (_write_into(dev, a[inplace], metas[0], None if datas is None else datas[0]),)
     else:
-        outputs = tuple(dev.new_tensor(m, None if datas is None else np.ascontiguousarray(d))
+        outputs = tuple(dev.new_tensor(m, None if datas is None else contiguous(d))
                         for m, d in zip(metas, datas or (None,) * len(metas)))
     if work:
         plans = _plans(sim, op, a, metas)
@@ -356,7 +356,7 @@ def run_comm_op(sim, dev, op: "_ops.CommOp", a: _ops.Args) -> tuple[NPUTensor, .
 
     part = None if sim.is_meta else op.local(a) if legacy else op.local(spec, a)
     mine, calls = sim.world.meet(group, dev.index, desc, part, combine)
-    outputs = tuple(dev.new_tensor(m, None if mine is None else np.ascontiguousarray(mine[i]))
+    outputs = tuple(dev.new_tensor(m, None if mine is None else contiguous(mine[i]))
                     for i, m in enumerate(metas))
     cur, comm = dev.current_stream, dev.comm_stream
     start = Event()               # communication that comes first still waits for earlier work

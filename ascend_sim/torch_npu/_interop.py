@@ -111,7 +111,8 @@ def _new(arr: np.ndarray, device: Any, meta: bool) -> NPUTensor:
     elif len(m.shape) == 5:
         from ..formats import Format
         m = TensorMeta(m.shape, dt, Format.NCDHW)
-    return device.new_tensor(m, None if meta else np.ascontiguousarray(arr))
+    from ..tensor import contiguous
+    return device.new_tensor(m, None if meta else contiguous(arr))
 
 
 def from_npu(t: NPUTensor, as_torch: bool) -> Any:
