@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from ascend_sim.formats import Format
-from ascend_sim.tensor import NPUTensor, TensorMeta
+from ascend_sim import Simulator, torch_npu
+from ascend_sim.tensor import NPUTensor, TensorMeta, contiguous
 
 
 def test_logical_and_storage_views():
@@ -55,3 +56,18 @@ def test_view_shares_storage_and_checks_sizes():
         nz = torch_npu.npu_format_cast(t, 29)
         with pytest.raises(ValueError, match="stored in fractals"):
             nz.view(48)
+
+def test_contiguous_keeps_rank_0_and_copies_only_when_needed():
+    a = np.array(3.0, np.float32)
+    assert contiguous(a).shape == ()
+    b = np.arange(12.0).reshape(3, 4)
+    assert contiguous(b) is b
+    t = contiguous(b.T)
+    assert t.flags.c_contiguous and (t == b.T).all()
+
+
+def test_a_rank_0_input_gives_a_rank_0_result():
+    with Simulator(trace="ops"):
+        y = torch_npu.npu_silu(np.array(2.0, np.float16))
+    assert isinstance(y, NPUTensor) and y.shape == ()
+    np.testing.assert_allclose(float(y.data), 2.0 / (1.0 + np.exp(-2.0)), rtol=1e-3)
