@@ -3,10 +3,8 @@
 Layers (as CATLASS layers its GEMMs):
 
 * kernel: the flat element range is split into ``block_dim`` contiguous chunks, one per AIV block;
-* block: each block walks its chunk in tiles of ``tile_elems``; ``buffer_num`` (2 = ping-pong)
-  UB buffers per tensor let MTE2 load tile j+1 while VECTOR computes tile j and MTE3 stores j-1.
-  Flags: MTE2->V "tile loaded", V->MTE3 "tile computed", V->MTE2 "input buffer free", MTE3->V
-  "output buffer free" -- one event id per buffer;
+* block: each block walks its chunk in tiles of ``tile_elems`` through the vector-pipeline block
+  layer (templates/vector.py: ``buffer_num`` UB buffers, its MTE2 -> VECTOR -> MTE3 flags);
 * tile: the instructions for one tile: an MTE2 load per input, the vector ops, an MTE3 store per
   output.
 
@@ -17,12 +15,12 @@ A user tiling that does not fit UB is an error, never a silent spill.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ascend_sim.hw import ChipSpec
-from ascend_sim.isa import Buf, ISAError, KernelPlan, Pipe, ProgramBuilder
+from ascend_sim.isa import Buf, ISAError, KernelPlan
 
-V, MTE2, MTE3 = Pipe.VECTOR, Pipe.MTE2, Pipe.MTE3
+from .vector import VectorPipeline, check_buffers, split_range, vector_kernel
 
 
 @dataclass(frozen=True)
@@ -78,13 +76,10 @@ def default_tiling(chip: ChipSpec, numel: int, inputs, outputs, temps_bytes: flo
 
 def check_tiling(name: str, chip: ChipSpec, t: ElementwiseTiling, inputs, outputs, temps_bytes: float,
                  alias_output: bool) -> None:
-    need = t.buffer_num * t.tile_elems * _ub_bytes_per_elem(inputs, outputs, temps_bytes, alias_output)
-    if need > chip.buffers.ub:
-        raise ISAError(f"{name}: tiling {t} needs {need:.0f} bytes of UB; {chip.name} has {chip.buffers.ub}")
     if t.block_dim < 1 or t.tile_elems < 1 or t.buffer_num < 1:
         raise ISAError(f"{name}: tiling {t}: block_dim, tile_elems and buffer_num must be >= 1")
-    if t.buffer_num > chip.runtime.event_ids:
-        raise ISAError(f"{name}: buffer_num {t.buffer_num} exceeds the {chip.runtime.event_ids} event ids")
+    check_buffers(name, chip, t, t.buffer_num * t.tile_elems * _ub_bytes_per_elem(inputs, outputs, temps_bytes,
+                                                                                    alias_output))
 
 
 def elementwise_plan(name: str, chip: ChipSpec, numel: int, inputs: list[Operand], outputs: list[Operand],
@@ -97,61 +92,42 @@ def elementwise_plan(name: str, chip: ChipSpec, numel: int, inputs: list[Operand
     t = tiling or default_tiling(chip, numel, inputs, outputs, temps_bytes, alias)
     check_tiling(name, chip, t, inputs, outputs, temps_bytes, alias)
     per_elem = _ub_bytes_per_elem(inputs, outputs, temps_bytes, alias)
-    tile_bytes = [math.ceil(t.tile_elems * o.itemsize / 32) * 32 for o in inputs]
-    out_bytes = [math.ceil(t.tile_elems * o.itemsize / 32) * 32 for o in outputs]
-    slot = math.ceil(t.tile_elems * per_elem / 32) * 32        # one buffer's worth of every tensor
+    blk = chip.memory.block_bytes
+    tile_bytes = [_round_up(t.tile_elems * o.itemsize, blk) for o in inputs]
+    out_bytes = [0 if alias else _round_up(t.tile_elems * o.itemsize, blk) for o in outputs]
+    in_off = [sum(tile_bytes[:i]) for i in range(len(inputs))]
+    out_off = [sum(tile_bytes) + sum(out_bytes[:i]) for i in range(len(outputs))]
+    if alias and inputs:
+        out_off = [0] * len(outputs)          # a copy stores from its input's buffer
+
+    def load(b, tile, s):
+        start, n = tile
+        for o, off in zip(inputs, in_off):
+            b.load_gm(Buf.UB, s.base + off, o.name, int(start * o.itemsize), 1, _nbytes(n, o.itemsize))
+
+    def compute(b, tile, s):
+        for st in steps:
+            b.vector(st.op_class, st.dtype, max(1, int(tile[1] * st.passes)), addrs=(s.base,))
+
+    def store(b, tile, s):
+        start, n = tile
+        for o, off in zip(outputs, out_off):
+            b.store_gm(s.base + off, o.name, int(start * o.itemsize), 1, _nbytes(n, o.itemsize))
+
+    pipe = VectorPipeline(load if inputs else None, compute if steps else None, store, t.buffer_num, 0,
+                          _round_up(t.tile_elems * per_elem, blk))   # one buffer's worth of every tensor
     # each block's chunk starts on a burst (512-byte) boundary of every tensor, as well-tuned kernels
     # align them (CATLASS: 512-byte aligned GM accesses move fastest)
     quantum = max(1, int(chip.memory.burst_bytes / min([o.itemsize for o in inputs + outputs] or [1])))
-    chunk = -(-numel // t.block_dim)
-    chunk = -(-chunk // quantum) * quantum
-    blocks = []
-    for bi in range(-(-numel // chunk)):
-        lo = bi * chunk
-        hi = min(numel, lo + chunk)
-        b = ProgramBuilder(chip, "AIV")
-        j = 0
-        for start in range(lo, hi, t.tile_elems):
-            n = min(t.tile_elems, hi - start)
-            buf = j % t.buffer_num
-            base = buf * slot
-            in_addr, a = [], base
-            for o, tb in zip(inputs, tile_bytes):
-                in_addr.append(a)
-                a += tb
-            out_addr = []
-            for o, ob in zip(outputs, out_bytes):
-                out_addr.append(in_addr[0] if alias and in_addr else a)
-                a += 0 if alias else ob
-            b.scalar(1)
-            if inputs:
-                if j >= t.buffer_num:
-                    b.wait_flag(V if steps else MTE3, MTE2, buf)        # buffer free again
-                for o, addr in zip(inputs, in_addr):
-                    b.load_gm(Buf.UB, addr, o.name, int(start * o.itemsize), 1, _nbytes(n, o.itemsize))
-            if steps:
-                if inputs:
-                    b.set_flag(MTE2, V, buf)
-                    b.wait_flag(MTE2, V, buf)
-                if j >= t.buffer_num:
-                    b.wait_flag(MTE3, V, buf)
-                for s in steps:
-                    b.vector(s.op_class, s.dtype, max(1, int(n * s.passes)), addrs=(base,))
-                if inputs:
-                    b.set_flag(V, MTE2, buf)
-                b.set_flag(V, MTE3, buf)
-                b.wait_flag(V, MTE3, buf)
-            else:
-                b.set_flag(MTE2, MTE3, buf)
-                b.wait_flag(MTE2, MTE3, buf)
-            for o, addr in zip(outputs, out_addr):
-                b.store_gm(addr, o.name, int(start * o.itemsize), 1, _nbytes(n, o.itemsize))
-            b.set_flag(MTE3, V if steps else MTE2, buf)
-            j += 1
-        blocks.append([b.build()])
-    return KernelPlan(name, "AIV", blocks, tensors=tuple(o.name for o in inputs + outputs),
-                      tiling=t if len(blocks) == t.block_dim else ElementwiseTiling(t.tile_elems, len(blocks), t.buffer_num),
-                      flops=flops_per_elem * numel)
+    blocks = [[(start, min(t.tile_elems, hi - start)) for start in range(lo, hi, t.tile_elems)]
+              for lo, hi in split_range(numel, t.block_dim, quantum)]
+    return vector_kernel(name, chip, blocks, pipe, tensors=tuple(o.name for o in inputs + outputs),
+                         tiling=lambda n: t if n == t.block_dim else replace(t, block_dim=n),
+                         flops=flops_per_elem * numel)
+
+
+def _round_up(n: float, unit: int) -> int:
+    return math.ceil(n / unit) * unit
 
 
 def _nbytes(n: int, itemsize: float) -> int:

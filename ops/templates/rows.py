@@ -4,11 +4,11 @@ The data is viewed as ``rows`` x ``cols`` (the op's reduction or rotation axis l
 
 * kernel: rows are split into ``block_dim`` contiguous chunks, one per AIV block;
 * block: operands that are the same for every row (gamma, beta, cos tables...) are loaded once;
-  then tiles of ``rows_per_tile`` rows are streamed with ``buffer_num`` UB buffers (2 = MTE2 loads
-  tile j+1 while VECTOR works on tile j and MTE3 stores tile j-1), flags as in the elementwise
-  template;
-* tile: an MTE2 load per input (rows of ``cols`` elements, or one element per row), the op's
-  vector steps, an MTE3 store per output.
+  then tiles of ``rows_per_tile`` rows are streamed through the vector-pipeline block layer
+  (templates/vector.py: ``buffer_num`` UB buffers, its MTE2 -> VECTOR -> MTE3 flags);
+* tile: an MTE2 load per input (rows of ``cols`` elements, or one element per row; a table that
+  repeats along some row axes is addressed through its :class:`RowMap`), the op's vector steps,
+  an MTE3 store per output.
 
 When one row does not fit UB, the row is cut into ``col_chunk`` pieces and the op's ``passes``
 (e.g. softmax: max, then sum, then normalise) each stream the row again: bytes read grow with the
@@ -21,23 +21,54 @@ Vector steps say their op class, the dtype they compute in, and how many element
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ascend_sim.dtypes import get_dtype
 from ascend_sim.hw import ChipSpec
-from ascend_sim.isa import Buf, ISAError, KernelPlan, Pipe, ProgramBuilder
+from ascend_sim.isa import Buf, ISAError, KernelPlan
 
-V, MTE2, MTE3 = Pipe.VECTOR, Pipe.MTE2, Pipe.MTE3
+from .vector import VectorPipeline, check_buffers, split_range, vector_kernel
+
+# UB addresses and buffer sizes are whole 32-byte blocks (chip.memory.block_bytes on every preset;
+# the sizing functions below are chip-free, so they take it as this default)
+UB_BLOCK = 32
+
+
+@dataclass(frozen=True)
+class RowMap:
+    """A "row" operand with fewer rows than x: a table that repeats along some of the axes that make
+    up x's rows (cos/sin shared by the heads, a mask shared by the batch). ``row_dims`` are the sizes
+    of those axes (outer first), ``strides`` how many table rows one step along each advances (0:
+    the table repeats along it); the table has ``table_rows`` rows. A load of ``nr`` x rows from x
+    row ``r0`` reads the table row ``r0`` maps to -- moved back when the run would pass the table's
+    end (where the kernel wraps round to its first row): the same bytes, the lines really read."""
+
+    row_dims: tuple[int, ...]
+    strides: tuple[int, ...]
+
+    @property
+    def table_rows(self) -> int:
+        return math.prod(n for n, s in zip(self.row_dims, self.strides) if s)
+
+    def first_row(self, r0: int, nr: int) -> int:
+        row, t_row = r0, 0
+        for n, s in zip(reversed(self.row_dims), reversed(self.strides)):
+            row, idx = divmod(row, n)
+            t_row += idx * s
+        return min(t_row, max(0, self.table_rows - nr))
 
 
 @dataclass(frozen=True)
 class RowOperand:
     """A GM tensor of a row kernel. kind: "row" (rows x cols, or rows x ``cols`` when given),
-    "shared" (one row of cols used by every row), "per_row" (one element per row)."""
+    "shared" (one row of cols used by every row), "per_row" (one element per row). A "row"
+    operand with a ``row_map`` is a table addressed through it (see :class:`RowMap`)."""
 
     name: str
     itemsize: float
     kind: str = "row"
     cols: int | None = None
+    row_map: RowMap | None = None
 
 
 @dataclass(frozen=True)
@@ -64,11 +95,17 @@ def _cols(op: RowOperand, cols: int) -> int:
     return 1 if op.kind == "per_row" else (op.cols if op.cols is not None else cols)
 
 
-def _round32(n: float) -> int:
-    return int(math.ceil(n / 32) * 32)
+def _round32(n: float, block: int = UB_BLOCK) -> int:
+    return int(math.ceil(n / block) * block)
 
 
-def _ub_need(t: RowTiling, cols: int, inputs, outputs, temps_bytes: float) -> int:
+def work_temps_bytes(steps, temps_bytes: float = 0.0) -> float:
+    """UB scratch bytes per element a row tile needs: the op's own, and at least one working
+    buffer of the widest dtype its per-element vector steps compute in."""
+    return max(temps_bytes, max([get_dtype(s.dtype).itemsize for s in steps if s.per == "elem"] or [0.0]))
+
+
+def ub_need(t: RowTiling, cols: int, inputs, outputs, temps_bytes: float) -> int:
     """UB bytes of a tiling. Shared operands stay resident when rows are whole; when rows are cut
     into chunks, each chunk brings its piece of them along."""
     chunk_frac = t.col_chunk / cols
@@ -92,17 +129,18 @@ def default_tiling(chip: ChipSpec, rows: int, cols: int, inputs, outputs, temps_
     cores = chip.vector_cores
     per_core = max(1, -(-rows // cores))
     t = RowTiling(1, min(cores, rows), cols, buffer_num)
-    if _ub_need(t, cols, inputs, outputs, temps_bytes) > chip.buffers.ub:
-        # a row does not fit: cut it into chunks of whole 256-byte repeats
+    if ub_need(t, cols, inputs, outputs, temps_bytes) > chip.buffers.ub:
+        # a row does not fit: cut it into chunks of whole 256-byte repeats (of fp32 work)
+        rep = chip.vector.repeat_bytes // 4
         chunk = cols
-        while chunk > 64 and _ub_need(RowTiling(1, t.block_dim, chunk, buffer_num), cols, inputs, outputs,
+        while chunk > rep and ub_need(RowTiling(1, t.block_dim, chunk, buffer_num), cols, inputs, outputs,
                                       temps_bytes) > chip.buffers.ub:
-            chunk = max(64, chunk // 2 // 64 * 64)
+            chunk = max(rep, chunk // 2 // rep * rep)
         return RowTiling(1, t.block_dim, chunk, buffer_num)
     r = 1
     while r < per_core:   # grow the tile while it fits: doubling, then by quarters
         nxt = min(per_core, r * 2 if r < 64 else r + r // 4)
-        if _ub_need(RowTiling(nxt, t.block_dim, cols, buffer_num), cols, inputs, outputs, temps_bytes) > chip.buffers.ub:
+        if ub_need(RowTiling(nxt, t.block_dim, cols, buffer_num), cols, inputs, outputs, temps_bytes) > chip.buffers.ub:
             break
         r = nxt
     blocks = max(1, min(cores, -(-rows // r)))
@@ -114,19 +152,14 @@ def row_plan(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOp
              flops_per_elem: float = 0.0) -> KernelPlan:
     if rows < 1 or cols < 1:
         rows, cols = max(rows, 1), max(cols, 1)
-    # the vector steps need a working buffer of their compute dtype over the tile
-    from ascend_sim.dtypes import get_dtype
-    work = max([get_dtype(s.dtype).itemsize for s in steps if s.per == "elem"] or [0.0])
-    temps_bytes = max(temps_bytes, work)
+    temps_bytes = work_temps_bytes(steps, temps_bytes)
     t = tiling or default_tiling(chip, rows, cols, inputs, outputs, temps_bytes)
-    need = _ub_need(t, cols, inputs, outputs, temps_bytes)
-    if need > chip.buffers.ub:
-        raise ISAError(f"{name}: tiling {t} needs {need} bytes of UB; {chip.name} has {chip.buffers.ub}")
     if min(t.rows_per_tile, t.block_dim, t.col_chunk, t.buffer_num) < 1:
         raise ISAError(f"{name}: tiling {t}: every field must be >= 1")
+    check_buffers(name, chip, t, ub_need(t, cols, inputs, outputs, temps_bytes))
+    blk = chip.memory.block_bytes
     chunked = t.col_chunk < cols
     n_pass = passes if chunked else 1
-    per_block = -(-rows // t.block_dim)
     # UB layout: shared operands first, then buffer_num slots of the per-tile operands
     shared_addr = {}
     a = 0
@@ -135,72 +168,69 @@ def row_plan(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOp
             shared_addr[o.name] = a
             a += _round32(_cols(o, cols) * o.itemsize)
     slot_base = a
-    slot = (chip.buffers.ub - slot_base) // t.buffer_num // 32 * 32
-    blocks = []
-    for bi in range(t.block_dim):
-        r_lo, r_hi = bi * per_block, min(rows, (bi + 1) * per_block)
-        if r_lo >= r_hi:
-            break
-        b = ProgramBuilder(chip, "AIV")
+
+    def prologue(b):
         for o in inputs:
             if o.kind == "shared" and not chunked:
                 b.load_gm(Buf.UB, shared_addr[o.name], o.name, 0, 1, max(1, math.ceil(_cols(o, cols) * o.itemsize)))
-        j = 0
+
+    def load(b, tile, s):
+        r0, nr, _, c0, nc = tile
+        addr = s.base
+        for o in inputs:
+            oc = _cols(o, cols)
+            if o.kind == "shared":
+                if chunked:     # its piece of this chunk
+                    w = max(1, math.ceil(oc * nc / cols))
+                    b.load_gm(Buf.UB, addr, o.name, int((c0 * oc // cols) * o.itemsize), 1,
+                              max(1, math.ceil(w * o.itemsize)))
+                    addr += _round32(math.ceil(oc * t.col_chunk / cols) * o.itemsize)
+                continue
+            if o.kind == "per_row":
+                if c0 == 0:
+                    b.load_gm(Buf.UB, addr, o.name, int(r0 * o.itemsize), 1, max(1, math.ceil(nr * o.itemsize)))
+                addr += _round32(t.rows_per_tile * o.itemsize)
+                continue
+            b.load_gm(Buf.UB, addr, o.name, *_row_access(o, oc, cols, r0, nr, c0, nc))
+            addr += _round32(t.rows_per_tile * math.ceil(oc * t.col_chunk / cols) * o.itemsize)
+
+    def compute(b, tile, s):
+        _, nr, _, _, nc = tile
+        for st in steps:
+            n = nr * (nc if st.per == "elem" else 1) * st.count
+            b.vector(st.op_class, st.dtype, max(1, int(math.ceil(n))), addrs=(s.base,))
+
+    def store(b, tile, s):
+        r0, nr, p, c0, nc = tile
+        if p != n_pass - 1:
+            return                      # results leave UB in the last pass only
+        for o in outputs:
+            oc = _cols(o, cols)
+            if o.kind == "per_row":
+                if c0 + nc >= cols:
+                    b.store_gm(s.base, o.name, int(r0 * o.itemsize), 1, max(1, math.ceil(nr * o.itemsize)))
+                continue
+            b.store_gm(s.base, o.name, *_row_access(o, oc, cols, r0, nr, c0, nc))
+
+    def tiles(r_lo, r_hi):
         for r0 in range(r_lo, r_hi, t.rows_per_tile):
             nr = min(t.rows_per_tile, r_hi - r0)
             for p in range(n_pass):
-                last_pass = p == n_pass - 1
                 for c0 in range(0, cols, t.col_chunk):
-                    nc = min(t.col_chunk, cols - c0)
-                    buf = j % t.buffer_num
-                    base = slot_base + buf * slot
-                    b.scalar(1)
-                    if j >= t.buffer_num:
-                        b.wait_flag(V, MTE2, buf)
-                    addr = base
-                    for o in inputs:
-                        oc = _cols(o, cols)
-                        if o.kind == "shared":
-                            if chunked:     # its piece of this chunk
-                                w = max(1, math.ceil(oc * nc / cols))
-                                b.load_gm(Buf.UB, addr, o.name, int((c0 * oc // cols) * o.itemsize), 1,
-                                          max(1, math.ceil(w * o.itemsize)))
-                                addr += _round32(math.ceil(oc * t.col_chunk / cols) * o.itemsize)
-                            continue
-                        if o.kind == "per_row":
-                            if c0 == 0:
-                                b.load_gm(Buf.UB, addr, o.name, int(r0 * o.itemsize), 1, max(1, math.ceil(nr * o.itemsize)))
-                            addr += _round32(t.rows_per_tile * o.itemsize)
-                            continue
-                        w = nc if oc == cols else max(1, math.ceil(oc * nc / cols))
-                        off = (r0 * oc + (c0 * oc // cols)) * o.itemsize
-                        b.load_gm(Buf.UB, addr, o.name, int(off), nr, max(1, math.ceil(w * o.itemsize)),
-                                  max(1, math.ceil(oc * o.itemsize)))
-                        addr += _round32(t.rows_per_tile * math.ceil(oc * t.col_chunk / cols) * o.itemsize)
-                    b.set_flag(MTE2, V, buf)
-                    b.wait_flag(MTE2, V, buf)
-                    if j >= t.buffer_num:
-                        b.wait_flag(MTE3, V, buf)
-                    for s in steps:
-                        n = nr * (nc if s.per == "elem" else 1) * s.count
-                        b.vector(s.op_class, s.dtype, max(1, int(math.ceil(n))), addrs=(base,))
-                    b.set_flag(V, MTE2, buf)
-                    b.set_flag(V, MTE3, buf)
-                    b.wait_flag(V, MTE3, buf)
-                    if last_pass:
-                        for o in outputs:
-                            oc = _cols(o, cols)
-                            if o.kind == "per_row":
-                                if c0 + nc >= cols:
-                                    b.store_gm(base, o.name, int(r0 * o.itemsize), 1, max(1, math.ceil(nr * o.itemsize)))
-                                continue
-                            w = nc if oc == cols else max(1, math.ceil(oc * nc / cols))
-                            off = (r0 * oc + (c0 * oc // cols)) * o.itemsize
-                            b.store_gm(base, o.name, int(off), nr, max(1, math.ceil(w * o.itemsize)),
-                                       max(1, math.ceil(oc * o.itemsize)))
-                    b.set_flag(MTE3, V, buf)
-                    j += 1
-        blocks.append([b.build()])
-    return KernelPlan(name, "AIV", blocks, tensors=tuple(o.name for o in inputs + outputs),
-                      tiling=RowTiling(t.rows_per_tile, len(blocks), t.col_chunk, t.buffer_num),
-                      flops=flops_per_elem * rows * cols)
+                    yield r0, nr, p, c0, min(t.col_chunk, cols - c0)
+
+    pipe = VectorPipeline(load, compute, store, t.buffer_num, slot_base,
+                          (chip.buffers.ub - slot_base) // t.buffer_num // blk * blk)
+    return vector_kernel(name, chip, [tiles(lo, hi) for lo, hi in split_range(rows, t.block_dim)], pipe,
+                         prologue=prologue, tensors=tuple(o.name for o in inputs + outputs),
+                         tiling=lambda n: replace(t, block_dim=n), flops=flops_per_elem * rows * cols)
+
+
+def _row_access(o: RowOperand, oc: int, cols: int, r0: int, nr: int, c0: int, nc: int) -> tuple[int, int, int, int]:
+    """(offset, rows, run bytes, stride) of a "row" operand's piece of a tile: ``nr`` rows from
+    x row ``r0``, columns ``c0``.. of ``nc`` (scaled to the operand's own width). An operand with
+    a row map reads the table row it maps the tile's first row to."""
+    w = nc if oc == cols else max(1, math.ceil(oc * nc / cols))
+    row = r0 if o.row_map is None else o.row_map.first_row(r0, nr)
+    off = (row * oc + (c0 * oc // cols)) * o.itemsize
+    return int(off), nr, max(1, math.ceil(w * o.itemsize)), max(1, math.ceil(oc * o.itemsize))

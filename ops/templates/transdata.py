@@ -1,6 +1,7 @@
 """TransData: the AIV kernel that moves a tensor between storage formats.
 
-Each AIV block takes whole "row groups" of the source in turn: MTE2 reads them as they lie in the
+Each AIV block takes whole "row groups" of the source in turn, through the vector-pipeline block
+layer (templates/vector.py; no scalar bookkeeping per tile): MTE2 reads them as they lie in the
 source storage, VECTOR rearranges them in UB (one pass over the padded tile, as vnchwconv/strided
 copies do), MTE3 writes them as they lie in the destination storage. What makes formats cost
 time is the shape of those GM accesses:
@@ -14,14 +15,14 @@ time is the shape of those GM accesses:
 """
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, field, replace
 
 from ascend_sim import formats as F
 from ascend_sim.hw import ChipSpec
-from ascend_sim.isa import Buf, KernelPlan, Pipe, ProgramBuilder
+from ascend_sim.isa import Buf, ISAError, KernelPlan
 from ascend_sim.tensor import TensorMeta
 
-V, MTE2, MTE3 = Pipe.VECTOR, Pipe.MTE2, Pipe.MTE3
+from .vector import VectorPipeline, check_buffers, split_range, vector_kernel
 
 
 def _nz_grid(meta: TensorMeta, budget: int):
@@ -67,58 +68,78 @@ def _plane_access(meta: TensorMeta, group: int):
     return None
 
 
-def transdata_plan(src: TensorMeta, dst: TensorMeta, chip: ChipSpec, *, name: str = "TransData",
-                   src_name: str = "input", dst_name: str = "out0") -> KernelPlan:
-    budget = chip.buffers.ub // 4 // 32 * 32          # two buffers, in and out
-    nz = F.Format.FRACTAL_NZ in (src.format, dst.format)
-    if nz:
+@dataclass(frozen=True)
+class TransDataTiling:
+    """tile_bytes: UB bytes of one tile buffer (each buffer holds a source tile and its rearranged
+    destination tile, ``tile_bytes`` each); ND <-> NZ tiles are the largest whole 16-row bands x
+    n0-column chunks that fit it, other pairs contiguous pieces of that many bytes. block_dim: AIV
+    blocks the tiles are spread over. buffer_num: UB buffers (2 = ping-pong)."""
+
+    tile_bytes: int
+    block_dim: int
+    buffer_num: int = 2
+    #: filled in by the plan for reports (the tile grid it chose); not a parameter
+    grid: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        s = f"tile_bytes={self.tile_bytes} block_dim={self.block_dim} buffer_num={self.buffer_num}"
+        return f"{s} ({self.grid})" if self.grid else s
+
+
+def _tiles(src: TensorMeta, dst: TensorMeta, budget: int):
+    """(tiles, elements a tile's vector pass covers, the GM access of a tile in a storage, the grid
+    in words)."""
+    if F.Format.FRACTAL_NZ in (src.format, dst.format):
         key = dst if dst.format == F.Format.FRACTAL_NZ else src
         rows, cols, bands, chunks, batch, d = _nz_grid(key, budget)
         tiles = [(b, band, chunk) for b in range(batch) for band in range(bands) for chunk in range(chunks)]
-        tile_elems = rows * cols
-    else:
-        # plane formats and plain relayouts: contiguous pieces of the source, as many as needed
-        total = max(src.nbytes, dst.nbytes)
-        piece = budget
-        tiles = list(range(-(-total // piece)))
-        tile_elems = int(piece / src.dtype.itemsize)
-    def tile_access(meta: TensorMeta, tile):
-        """One tile's GM access in ``meta``'s storage: (offset, runs, run bytes, stride) or None."""
-        if nz:
-            return _nz_access(meta, rows, cols, tile[1], tile[2], tile[0], d)
+        return (tiles, rows * cols, lambda meta, tile: _nz_access(meta, rows, cols, tile[1], tile[2], tile[0], d),
+                f"rows={rows} cols={cols} tiles={len(tiles)}")
+    # plane formats and plain relayouts: contiguous pieces of the source, as many as needed
+
+    def piece(meta: TensorMeta, tile):
         off = tile * budget
         return (off, 1, max(1, min(budget, meta.nbytes - off)), budget) if off < meta.nbytes else None
+    n = -(-max(src.nbytes, dst.nbytes) // budget)
+    return list(range(n)), int(budget / src.dtype.itemsize), piece, f"pieces={n} of {budget} B"
 
-    block_dim = max(1, min(chip.vector_cores, len(tiles)))
-    per_block = -(-len(tiles) // block_dim)
-    item = src.dtype.itemsize
-    blocks = []
-    for bi in range(block_dim):
-        b = ProgramBuilder(chip, "AIV")
-        for j, tile in enumerate(tiles[bi * per_block:(bi + 1) * per_block]):
-            buf = j % 2
-            in_addr, out_addr = buf * 2 * budget, buf * 2 * budget + budget
-            if j >= 2:
-                b.wait_flag(V, MTE2, buf)
-            acc = tile_access(src, tile)
-            if acc is not None:
-                off, runs, run_b, stride = acc
-                b.load_gm(Buf.UB, in_addr, src_name, off, runs, run_b, stride)
-            b.set_flag(MTE2, V, buf)
-            b.wait_flag(MTE2, V, buf)
-            if j >= 2:
-                b.wait_flag(MTE3, V, buf)
-            b.vector("unary", src.dtype.name, max(1, min(tile_elems, int(budget / item))), addrs=(in_addr, out_addr),
-                     name="VECTOR.transpose")
-            b.set_flag(V, MTE2, buf)
-            b.set_flag(V, MTE3, buf)
-            b.wait_flag(V, MTE3, buf)
-            acc = tile_access(dst, tile)
-            if acc is not None:
-                off, runs, run_b, stride = acc
-                b.store_gm(out_addr, dst_name, off, runs, run_b, stride)
-            b.set_flag(MTE3, V, buf)
-        if len(b.prog):
-            blocks.append([b.build()])
-    grid = f"rows={rows} cols={cols} tiles={len(tiles)}" if nz else f"pieces={len(tiles)} of {budget} B"
-    return KernelPlan(name, "AIV", blocks, tensors=(src_name, dst_name), tiling=f"{grid} block_dim={len(blocks)}")
+
+def default_tiling(src: TensorMeta, dst: TensorMeta, chip: ChipSpec) -> TransDataTiling:
+    """A quarter of UB per tile (two buffers of a source and a destination tile), over all vector
+    cores the tiles can keep busy."""
+    blk = chip.memory.block_bytes
+    budget = chip.buffers.ub // 4 // blk * blk
+    tiles = _tiles(src, dst, budget)[0]
+    return TransDataTiling(budget, max(1, min(chip.vector_cores, len(tiles))))
+
+
+def transdata_plan(src: TensorMeta, dst: TensorMeta, chip: ChipSpec, *, name: str = "TransData",
+                   src_name: str = "input", dst_name: str = "out0",
+                   tiling: TransDataTiling | None = None) -> KernelPlan:
+    t = tiling or default_tiling(src, dst, chip)
+    blk = chip.memory.block_bytes
+    if t.tile_bytes < blk or t.tile_bytes % blk or min(t.block_dim, t.buffer_num) < 1:
+        raise ISAError(f"{name}: tiling {t}: tile_bytes must be a positive multiple of the {blk}-byte block, "
+                       "block_dim and buffer_num >= 1")
+    check_buffers(name, chip, t, t.buffer_num * 2 * t.tile_bytes)
+    budget = t.tile_bytes
+    tiles, tile_elems, tile_access, grid = _tiles(src, dst, budget)
+    n_vec = max(1, min(tile_elems, int(budget / src.dtype.itemsize)))
+
+    def load(b, tile, s):
+        acc = tile_access(src, tile)
+        if acc is not None:
+            b.load_gm(Buf.UB, s.base, src_name, *acc)
+
+    def compute(b, tile, s):
+        b.vector("unary", src.dtype.name, n_vec, addrs=(s.base, s.base + budget), name="VECTOR.transpose")
+
+    def store(b, tile, s):
+        acc = tile_access(dst, tile)
+        if acc is not None:
+            b.store_gm(s.base + budget, dst_name, *acc)
+
+    pipe = VectorPipeline(load, compute, store, t.buffer_num, 0, 2 * budget, scalar_per_tile=0)
+    blocks = [tiles[lo:hi] for lo, hi in split_range(len(tiles), t.block_dim)]
+    return vector_kernel(name, chip, blocks, pipe, tensors=(src_name, dst_name),
+                         tiling=lambda n: replace(t, block_dim=n, grid=grid))

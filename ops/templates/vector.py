@@ -1,0 +1,152 @@
+"""The vector-pipeline block layer: one AIV block's double-buffered MTE2 -> VECTOR -> MTE3 loop.
+
+Every vector template (elementwise, rows, TransData, and the gather/scatter/sort ones to come)
+is three layers, as CATLASS layers its kernels:
+
+* kernel -- which work each AIV block takes (:func:`split_range`, :func:`vector_kernel`);
+* block  -- *this module*: the per-core loop over the block's tiles with ``buffer_num`` UB
+  buffers (2 = ping-pong: MTE2 loads tile j+1 while VECTOR computes tile j and MTE3 stores
+  tile j-1) and the flags that order it, one event id per buffer:
+
+  ===============  ===========  ================================================================
+  flag             set -> wait  meaning
+  ===============  ===========  ================================================================
+  "loaded"         MTE2 -> V    the tile's inputs are in UB
+  "computed"       V -> MTE3    the tile's results are in UB
+  "input free"     V -> MTE2    VECTOR is done with the buffer's inputs (waited from tile
+                                ``buffer_num`` on, before the buffer is loaded again)
+  "output free"    MTE3 -> V    MTE3 has stored the buffer's results (waited from tile
+                                ``buffer_num`` on, before VECTOR writes the buffer again)
+  ===============  ===========  ================================================================
+
+  Without a compute stage (a copy) the load hands the buffer straight to MTE3 (MTE2 -> MTE3),
+  and MTE3 frees it for MTE2 (MTE3 -> MTE2);
+* tile  -- what one tile does, given by the template as three stages, each a callable
+  ``stage(builder, tile, slot)`` that emits that stage's instructions: ``load`` (MTE2 copy-ins:
+  strided rows, a table row, an indexed-row gather...), ``compute`` (VECTOR work: casts, math,
+  a sort...), ``store`` (MTE3 copy-outs). A stage may emit nothing for a tile (a tile with no
+  store this pass); the flags are the same either way. A missing stage (None) drops its flags.
+
+A :class:`VectorPipeline` holds the stages and the UB slots (``slot_base + buf * slot_bytes``);
+:meth:`VectorPipeline.run` emits a block's loop. The stages see a :class:`Slot` (tile index in
+the block, buffer id, the slot's UB address).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from ascend_sim.hw import ChipSpec
+from ascend_sim.isa import ISAError, KernelPlan, Pipe, ProgramBuilder
+
+V, MTE2, MTE3 = Pipe.VECTOR, Pipe.MTE2, Pipe.MTE3
+
+Stage = Callable[[ProgramBuilder, Any, "Slot"], None]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a tile lives: its index in the block, its buffer (also its event id) and the UB
+    address of that buffer's slot."""
+
+    j: int
+    buf: int
+    base: int
+
+
+@dataclass(frozen=True)
+class VectorPipeline:
+    """A block's double-buffered tile loop. ``load``/``compute``/``store``: the tile stages (see
+    the module docstring), None for a stage the kernel does not have. ``scalar_per_tile``:
+    scalar bookkeeping instructions issued per tile (loop control, address arithmetic)."""
+
+    load: Stage | None
+    compute: Stage | None
+    store: Stage | None
+    buffer_num: int = 2
+    slot_base: int = 0
+    slot_bytes: int = 0
+    scalar_per_tile: int = 1
+
+    def __post_init__(self):
+        if self.compute is None and (self.load is None or self.store is None):
+            raise ISAError("VectorPipeline: a tile loop without a compute stage must load and store (a copy)")
+        if self.buffer_num < 1:
+            raise ISAError(f"VectorPipeline: buffer_num must be >= 1, got {self.buffer_num}")
+
+    def slot(self, j: int) -> Slot:
+        buf = j % self.buffer_num
+        return Slot(j, buf, self.slot_base + buf * self.slot_bytes)
+
+    def run(self, b: ProgramBuilder, tiles: Iterable[Any]) -> int:
+        """Emit the loop over ``tiles`` into ``b``; returns the number of tiles."""
+        load, compute, store = self.load, self.compute, self.store
+        # who frees a buffer's inputs for the next load, and who waits for a stored buffer
+        input_user = V if compute is not None else MTE3
+        output_writer = V if compute is not None else MTE2
+        j = 0
+        for tile in tiles:
+            s = self.slot(j)
+            reuse = j >= self.buffer_num
+            if self.scalar_per_tile:
+                b.scalar(self.scalar_per_tile)
+            if load is not None:
+                if reuse:
+                    b.wait_flag(input_user, MTE2, s.buf)           # input free
+                load(b, tile, s)
+            if compute is not None:
+                if load is not None:
+                    b.set_flag(MTE2, V, s.buf)                     # loaded
+                    b.wait_flag(MTE2, V, s.buf)
+                if reuse and store is not None:
+                    b.wait_flag(MTE3, V, s.buf)                    # output free
+                compute(b, tile, s)
+                if load is not None:
+                    b.set_flag(V, MTE2, s.buf)                     # input free
+                if store is not None:
+                    b.set_flag(V, MTE3, s.buf)                     # computed
+                    b.wait_flag(V, MTE3, s.buf)
+            else:
+                b.set_flag(MTE2, MTE3, s.buf)                      # loaded: straight to MTE3
+                b.wait_flag(MTE2, MTE3, s.buf)
+            if store is not None:
+                store(b, tile, s)
+                b.set_flag(MTE3, output_writer, s.buf)             # output free
+            j += 1
+        return j
+
+
+def check_buffers(name: str, chip: ChipSpec, tiling, need: float) -> None:
+    """A tiling's UB bytes and buffer count against the chip: an ISAError naming UB, never a
+    silent spill."""
+    if need > chip.buffers.ub:
+        raise ISAError(f"{name}: tiling {tiling} needs {need:.0f} bytes of UB; {chip.name} has {chip.buffers.ub}")
+    if tiling.buffer_num > chip.runtime.event_ids:
+        raise ISAError(f"{name}: buffer_num {tiling.buffer_num} exceeds the {chip.runtime.event_ids} event ids")
+
+
+def split_range(n: int, parts: int, quantum: int = 1) -> list[tuple[int, int]]:
+    """``range(n)`` cut into at most ``parts`` contiguous, non-empty chunks of whole ``quantum``s
+    (the last may be short): the kernel layer's share of work per block."""
+    chunk = -(-n // max(1, parts))
+    chunk = -(-chunk // quantum) * quantum
+    return [(lo, min(n, lo + chunk)) for lo in range(0, n, max(1, chunk))]
+
+
+def vector_kernel(name: str, chip: ChipSpec, blocks: Iterable[Iterable[Any]], pipeline: VectorPipeline, *,
+                  prologue: Callable[[ProgramBuilder], None] | None = None, tensors: tuple[str, ...] = (),
+                  tiling: Callable[[int], Any] | Any = None, flops: float = 0.0) -> KernelPlan:
+    """An AIV KernelPlan with one block per element of ``blocks`` (each an iterable of that
+    block's tiles): ``prologue`` (e.g. loads of operands every tile shares), then the pipeline's
+    loop. Blocks that emit nothing are dropped. ``tiling``: the plan's tiling, or a function of
+    the number of blocks that returns it."""
+    progs = []
+    for tiles in blocks:
+        b = ProgramBuilder(chip, "AIV")
+        if prologue is not None:
+            prologue(b)
+        pipeline.run(b, tiles)
+        if len(b.prog):
+            progs.append([b.build()])
+    t = tiling(len(progs)) if callable(tiling) else tiling
+    return KernelPlan(name, "AIV", progs, tensors=tensors, tiling=t, flops=flops)
