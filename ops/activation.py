@@ -30,8 +30,8 @@ vector cores have work when there are few rows.
 from __future__ import annotations
 
 import abc
-
 import math
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -40,9 +40,10 @@ from ascend_sim import dtypes as D
 from ascend_sim import formats as F
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, LegacyOp as Op
-from .templates.elementwise import Operand, VectorStep, elementwise_plan
-from .templates.rows import RowOperand, RowStep, row_plan
+from .base import Args, Op, OpSpec
+from .common import fp32, supports_bf16
+from .templates.elementwise import ElementwiseKernel, ElementwiseTiling, Operand, VectorStep
+from .templates.rows import RowKernel, RowOperand, RowStep, RowTiling
 
 FP16_FP32 = (D.float16, D.float32)
 FP16_FP32_BF16 = (D.float16, D.float32, D.bfloat16)
@@ -50,13 +51,12 @@ MAX_DIMS = 8                  # "up to 8D" on the pages that state a rank limit
 FAST_GELU_ALPHA = 1.702       # FastGelu's sigmoid slope (both formulas on the npu_fast_gelu page)
 GELU_TANH_C = math.sqrt(2.0 / math.pi)
 GELU_TANH_CUBIC = 0.044715
-PRODUCTS_WITHOUT_BF16 = ("910", "310P")
 FAST_GELU_ABS_FORM_PRODUCTS = ("910", "310P")   # run the |x| form of FastGelu (npu_fast_gelu page)
+F32 = "float32"
 
 
-def _fp32(x: np.ndarray) -> np.ndarray:
-    """The fp32 working copy the vector unit computes in (exact for float16/bfloat16)."""
-    return x.astype(np.float32)
+def _fp16_fp32_bf16(chip) -> tuple[D.DType, ...]:
+    return FP16_FP32_BF16 if supports_bf16(chip) else FP16_FP32
 
 
 @numba.njit(cache=True)
@@ -68,11 +68,19 @@ def _gelu_erf_fp32(x, out):
         out[i] = np.float32(0.5 * v * math.erfc(-v * inv_sqrt2))
 
 
+@dataclass(frozen=True, kw_only=True)
+class ActivationSpec(OpSpec):
+    dtype: D.DType
+    storage_numel: int          # elementwise over storage: padding holds f(0) = 0
+    approximate: str = "none"   # npu_gelu
+    abs_form: bool = False      # FastGelu's |x| form (Atlas training/inference products)
+
+
 class _Elementwise(Op):
     """An activation y = f(x): same shape, dtype and format as its input.
 
     Subclasses set ``arg`` (the documented name of the input), ``max_dims`` when the page limits
-    the rank, and define ``allowed(chip)``, ``fn(a, x32)`` and ``vector_steps(a, chip)``.
+    the rank, and define ``allowed(chip)``, ``fn(spec, x32)`` and ``vector_steps(spec)``.
     """
 
     arg = "self"
@@ -81,58 +89,58 @@ class _Elementwise(Op):
     def allowed(self, chip) -> tuple[D.DType, ...]:
         return FP16_FP32
 
-    def infer(self, a: Args, chip):
+    def infer(self, a: Args, chip) -> ActivationSpec:
         x = self.tensor(a, self.arg)
         self.check_dtype(self.arg, x, self.allowed(chip))
         if self.max_dims is not None and len(x.shape) > self.max_dims:
             raise self.fail(self.arg, f"must have at most {self.max_dims} dimensions, got {len(x.shape)}")
-        self.check_attrs(a)
-        return (TensorMeta(x.shape, x.dtype, x.format),)
+        return ActivationSpec(outputs=(TensorMeta(x.shape, x.dtype, x.format),), device_work=x.numel > 0,
+                              dtype=x.dtype, storage_numel=math.prod(x.storage_shape), **self.options(a, chip))
 
-    def check_attrs(self, a: Args) -> None:
-        """Checks of the non-tensor arguments (none by default)."""
+    def options(self, a: Args, chip) -> dict:
+        """The op's parsed non-tensor arguments, as spec fields (none by default)."""
+        return {}
 
     @abc.abstractmethod
-    def fn(self, a: Args, x32: np.ndarray) -> np.ndarray:
+    def fn(self, spec: ActivationSpec, x32: np.ndarray) -> np.ndarray:
         """The activation on float32 values."""
 
-    def compute(self, a: Args, outs):
-        x = a[self.arg].data
+    def compute(self, spec: ActivationSpec, a: Args):
         with np.errstate(over="ignore", under="ignore"):   # exp overflow saturates, as on the device
-            y = self.fn(a, _fp32(x))
-        return (D.cast(y, outs[0].dtype),)
+            y = self.fn(spec, fp32(a[self.arg].data))
+        return (D.cast(y, spec.outputs[0].dtype),)
 
     @abc.abstractmethod
-    def vector_steps(self, a: Args, chip) -> tuple[list[VectorStep], float]:
+    def vector_steps(self, spec: ActivationSpec) -> tuple[list[VectorStep], float]:
         """The fp32 compute steps per element and the fp32 scratch bytes per element they need."""
 
-    def device_work(self, a: Args) -> bool:
-        return a[self.arg].numel > 0
-
-    def plan(self, a: Args, outs, chip):
-        x = a[self.arg]
-        item = x.dtype.itemsize
-        steps, scratch = self.vector_steps(a, chip)
+    def kernel(self, spec: ActivationSpec) -> ElementwiseKernel:
+        item = spec.dtype.itemsize
+        steps, scratch = self.vector_steps(spec)
         flops = sum(s.passes for s in steps)
-        if x.dtype is not D.float32:
+        if spec.dtype is not D.float32:
             # widen to fp32 on the way in, narrow on the way out; the fp32 copy of x lives in UB too
-            steps = [VectorStep("unary", "float32"), *steps, VectorStep("unary", "float32")]
+            steps = [VectorStep("unary", F32), *steps, VectorStep("unary", F32)]
             scratch += D.float32.itemsize
-        numel = math.prod(x.storage_shape)   # elementwise over storage: padding holds f(0) = 0
-        return elementwise_plan(self.name, chip, numel, [Operand(self.arg, item)], [Operand("out0", item)],
-                                steps, temps_bytes=scratch, flops_per_elem=flops)
+        return ElementwiseKernel(spec.storage_numel, (Operand(self.arg, item),), (Operand("out0", item),),
+                                 tuple(steps), scratch, flops)
+
+    def default_tiling(self, spec: ActivationSpec, chip) -> ElementwiseTiling:
+        return self.kernel(spec).default_tiling(chip)
+
+    def plan(self, spec: ActivationSpec, chip, tiling: ElementwiseTiling):
+        return self.kernel(spec).plan(self.name, chip, tiling)
 
 
-def _fast_gelu_steps(chip) -> tuple[list[VectorStep], float]:
-    f32 = "float32"
-    if chip.family in FAST_GELU_ABS_FORM_PRODUCTS:
+def _fast_gelu_steps(abs_form: bool) -> tuple[list[VectorStep], float]:
+    if abs_form:
         # x / (1 + exp(-1.702|x|)) * exp(0.851 (x - |x|)): two exponentials, no overflow for x << 0
-        return ([VectorStep("unary", f32), VectorStep("unary", f32), VectorStep("exp", f32),
-                 VectorStep("unary", f32), VectorStep("div", f32), VectorStep("binary", f32),
-                 VectorStep("unary", f32), VectorStep("exp", f32), VectorStep("binary", f32)],
+        return ([VectorStep("unary", F32), VectorStep("unary", F32), VectorStep("exp", F32),
+                 VectorStep("unary", F32), VectorStep("div", F32), VectorStep("binary", F32),
+                 VectorStep("unary", F32), VectorStep("exp", F32), VectorStep("binary", F32)],
                 3 * D.float32.itemsize)
     # x / (1 + exp(-1.702 x)): muls, exp, adds, div
-    return ([VectorStep("unary", f32), VectorStep("exp", f32), VectorStep("unary", f32), VectorStep("div", f32)],
+    return ([VectorStep("unary", F32), VectorStep("exp", F32), VectorStep("unary", F32), VectorStep("div", F32)],
             D.float32.itemsize)
 
 
@@ -144,20 +152,21 @@ class FastGelu(_Elementwise):
     name = "fast_gelu"
     arg = "self"
 
-    def fn(self, a, x32):
+    def options(self, a, chip):
+        return {"abs_form": chip.family in FAST_GELU_ABS_FORM_PRODUCTS}
+
+    def fn(self, spec, x32):
         return _fast_gelu(x32)
 
-    def vector_steps(self, a, chip):
-        return _fast_gelu_steps(chip)
+    def vector_steps(self, spec):
+        return _fast_gelu_steps(spec.abs_form)
 
 
 class NpuFastGelu(FastGelu):
     name = "npu_fast_gelu"
     arg = "input"
     max_dims = MAX_DIMS
-
-    def allowed(self, chip):
-        return FP16_FP32 if chip.family in PRODUCTS_WITHOUT_BF16 else FP16_FP32_BF16
+    allowed = staticmethod(_fp16_fp32_bf16)
 
 
 class NpuGelu(_Elementwise):
@@ -165,19 +174,18 @@ class NpuGelu(_Elementwise):
     arg = "input"
     max_dims = MAX_DIMS
     APPROXIMATE = ("none", "tanh")
+    allowed = staticmethod(_fp16_fp32_bf16)
 
-    def allowed(self, chip):
-        return FP16_FP32 if chip.family in PRODUCTS_WITHOUT_BF16 else FP16_FP32_BF16
-
-    def check_attrs(self, a):
+    def options(self, a, chip):
         mode = a.approximate
         if not isinstance(mode, str):
             raise TypeError(f"{self.name}: argument 'approximate' must be a str, got {type(mode).__name__}")
         if mode not in self.APPROXIMATE:
             raise self.fail("approximate", f"must be 'none' or 'tanh', got {mode!r}")
+        return {"approximate": mode, "attrs": (("approximate", mode),)}
 
-    def fn(self, a, x32):
-        if a.approximate == "tanh":
+    def fn(self, spec, x32):
+        if spec.approximate == "tanh":
             # 0.5 (1 + tanh(u)) = sigmoid(2u): the kernel's form, one exp and one div
             u2 = np.float32(2 * GELU_TANH_C) * (x32 + np.float32(GELU_TANH_CUBIC) * x32 * x32 * x32)
             return x32 / (np.float32(1) + np.exp(-u2))
@@ -185,56 +193,50 @@ class NpuGelu(_Elementwise):
         _gelu_erf_fp32(x32.reshape(-1), out)
         return out.reshape(x32.shape)
 
-    def vector_steps(self, a, chip):
-        f32 = "float32"
-        if a.approximate == "tanh":
+    def vector_steps(self, spec):
+        if spec.approximate == "tanh":
             # x^2 (mul), c1 + c2 x^2 (muls, adds), * x (mul), exp(-2u), 1 + e (adds), x / (..) (div)
-            return ([VectorStep("binary", f32), VectorStep("unary", f32), VectorStep("unary", f32),
-                     VectorStep("binary", f32), VectorStep("exp", f32), VectorStep("unary", f32),
-                     VectorStep("div", f32)], 2 * D.float32.itemsize)
+            return ([VectorStep("binary", F32), VectorStep("unary", F32), VectorStep("unary", F32),
+                     VectorStep("binary", F32), VectorStep("exp", F32), VectorStep("unary", F32),
+                     VectorStep("div", F32)], 2 * D.float32.itemsize)
         # Ascend C's Erf (lib/math/erf.h): erf = x P(t) / Q(t), t = clip(x)^2, P and Q of degree 5 in
         # t evaluated by Horner with scalar coefficients (mul by t, then adds); then 0.5 x (1 + erf)
-        clip = [VectorStep("unary", f32)] * 2                                   # maxs, mins
-        square = [VectorStep("binary", f32)]                                    # t = x * x
-        horner = [VectorStep("binary", f32), VectorStep("unary", f32)] * 4      # (.) * t + c
-        numerator = [VectorStep("unary", f32)] * 2 + horner + [VectorStep("binary", f32)]   # muls, adds; * x
-        denominator = [VectorStep("unary", f32)] + horner                       # t + c first
-        wrap = [VectorStep("div", f32), VectorStep("unary", f32), VectorStep("unary", f32),
-                VectorStep("binary", f32)]                                      # P/Q, +1, *0.5, *x
+        clip = [VectorStep("unary", F32)] * 2                                   # maxs, mins
+        square = [VectorStep("binary", F32)]                                    # t = x * x
+        horner = [VectorStep("binary", F32), VectorStep("unary", F32)] * 4      # (.) * t + c
+        numerator = [VectorStep("unary", F32)] * 2 + horner + [VectorStep("binary", F32)]   # muls, adds; * x
+        denominator = [VectorStep("unary", F32)] + horner                       # t + c first
+        wrap = [VectorStep("div", F32), VectorStep("unary", F32), VectorStep("unary", F32),
+                VectorStep("binary", F32)]                                      # P/Q, +1, *0.5, *x
         return clip + square + numerator + denominator + wrap, 3 * D.float32.itemsize
-
-    def attrs(self, a):
-        return {"approximate": a.approximate}
 
 
 class NpuSilu(_Elementwise):
     name = "npu_silu"
     arg = "self"
 
-    def fn(self, a, x32):
+    def fn(self, spec, x32):
         return x32 / (np.float32(1) + np.exp(-x32))
 
-    def vector_steps(self, a, chip):
-        f32 = "float32"
+    def vector_steps(self, spec):
         # x / (1 + exp(-x)): muls, exp, adds, div
-        return ([VectorStep("unary", f32), VectorStep("exp", f32), VectorStep("unary", f32),
-                 VectorStep("div", f32)], D.float32.itemsize)
+        return ([VectorStep("unary", F32), VectorStep("exp", F32), VectorStep("unary", F32),
+                 VectorStep("div", F32)], D.float32.itemsize)
 
 
 class NpuMish(_Elementwise):
     name = "npu_mish"
     arg = "self"
 
-    def fn(self, a, x32):
+    def fn(self, spec, x32):
         return x32 * np.tanh(np.logaddexp(np.float32(0), x32))
 
-    def vector_steps(self, a, chip):
-        f32 = "float32"
+    def vector_steps(self, spec):
         # tanh(ln(1 + e)) = e (e + 2) / (e (e + 2) + 2) with e = exp(x) (x clipped first so e^2 stays
         # finite): mins, exp, adds, mul, adds, div, mul
-        return ([VectorStep("unary", f32), VectorStep("exp", f32), VectorStep("unary", f32),
-                 VectorStep("binary", f32), VectorStep("unary", f32), VectorStep("div", f32),
-                 VectorStep("binary", f32)], 2 * D.float32.itemsize)
+        return ([VectorStep("unary", F32), VectorStep("exp", F32), VectorStep("unary", F32),
+                 VectorStep("binary", F32), VectorStep("unary", F32), VectorStep("div", F32),
+                 VectorStep("binary", F32)], 2 * D.float32.itemsize)
 
 
 def _row_split(rows: int, half: int, itemsize: float, cores: int, burst: int) -> int:
@@ -263,15 +265,18 @@ def _divisors(n: int) -> list[int]:
     return small + large[::-1]
 
 
+@dataclass(frozen=True, kw_only=True)
+class SwigluSpec(OpSpec):
+    dtype: D.DType
+    dim: int                    # normalised: 0 <= dim < ndim
+    rows: int                   # the input's elements before dim
+    half: int                   # elements of each half (A, B) of a row
+
+
 class NpuSwiglu(Op):
     name = "npu_swiglu"
 
-    def dim(self, a: Args, x) -> int:
-        nd = len(x.shape)
-        d = self.int_arg(a, "dim", lo=-nd, hi=nd - 1)
-        return d % nd
-
-    def infer(self, a: Args, chip):
+    def infer(self, a: Args, chip) -> SwigluSpec:
         x = self.tensor(a, "input")
         self.check_dtype("input", x, FP16_FP32_BF16)
         nd = len(x.shape)
@@ -281,46 +286,44 @@ class NpuSwiglu(Op):
             raise self.fail("input", f"empty tensors are not supported (shape {x.shape})")
         if F.is_fractal(x.format):
             raise self.fail("input", f"must be in ND layout, got {x.format.name}")
-        d = self.dim(a, x)
+        d = self.int_arg(a, "dim", lo=-nd, hi=nd - 1) % nd
         if x.shape[d] % 2:
             raise self.fail("input", f"size {x.shape[d]} of dimension {d} (dim={a.dim}) must be divisible by 2")
         shape = list(x.shape)
         shape[d] //= 2
-        return (TensorMeta(tuple(shape), x.dtype, x.format),)
+        return SwigluSpec(outputs=(TensorMeta(tuple(shape), x.dtype, x.format),), attrs=(("dim", a.dim),),
+                          dtype=x.dtype, dim=d, rows=math.prod(x.shape[:d]),
+                          half=x.shape[d] // 2 * math.prod(x.shape[d + 1:]))   # a row is [A | B]
 
-    def compute(self, a: Args, outs):
-        x = a.input
-        d = self.dim(a, x)
-        first, second = np.split(_fp32(x.data), 2, axis=d)
+    def compute(self, spec: SwigluSpec, a: Args):
+        first, second = np.split(fp32(a.input.data), 2, axis=spec.dim)
         with np.errstate(over="ignore", under="ignore"):
             y = first / (np.float32(1) + np.exp(-first)) * second
-        return (D.cast(y, outs[0].dtype),)
+        return (D.cast(y, spec.outputs[0].dtype),)
 
-    def plan(self, a: Args, outs, chip):
-        x = a.input
-        d = self.dim(a, x)
-        rows = math.prod(x.shape[:d])
-        half = x.shape[d] // 2 * math.prod(x.shape[d + 1:])     # a row is [A | B], each of `half` elements
-        item = x.dtype.itemsize
-        pieces = _row_split(rows, half, item, chip.vector_cores, chip.memory.burst_bytes)
-        cols = half // pieces
-        f32 = "float32"
+    def kernel(self, spec: SwigluSpec, chip) -> RowKernel:
+        item = spec.dtype.itemsize
+        pieces = _row_split(spec.rows, spec.half, item, chip.vector_cores, chip.memory.burst_bytes)
+        cols = spec.half // pieces
         # silu(A) * B: muls, exp, adds, div, mul
-        steps = [RowStep("unary", f32), RowStep("exp", f32), RowStep("unary", f32), RowStep("div", f32),
-                 RowStep("binary", f32)]
+        steps = [RowStep("unary", F32), RowStep("exp", F32), RowStep("unary", F32), RowStep("div", F32),
+                 RowStep("binary", F32)]
         flops = len(steps)
         scratch = D.float32.itemsize
-        if x.dtype is not D.float32:
-            steps = [RowStep("unary", f32, count=2), *steps, RowStep("unary", f32)]   # widen A, B; narrow y
+        if spec.dtype is not D.float32:
+            steps = [RowStep("unary", F32, count=2), *steps, RowStep("unary", F32)]   # widen A, B; narrow y
             scratch += 2 * D.float32.itemsize
         # each (piece of a) row reads 2 x cols inputs and writes cols results. The template loads the
         # 2 x cols as one run; the kernel loads A's and B's parts as two runs of cols: the same bytes,
         # in runs of at least a burst (see _row_split)
-        return row_plan(self.name, chip, rows * pieces, cols, [RowOperand("input", item, "row", cols=2 * cols)],
-                        [RowOperand("out0", item, "row")], steps, temps_bytes=scratch, flops_per_elem=flops)
+        return RowKernel(spec.rows * pieces, cols, (RowOperand("input", item, "row", cols=2 * cols),),
+                         (RowOperand("out0", item, "row"),), tuple(steps), temps_bytes=scratch, flops_per_elem=flops)
 
-    def attrs(self, a: Args) -> dict:
-        return {"dim": a.dim}
+    def default_tiling(self, spec: SwigluSpec, chip) -> RowTiling:
+        return self.kernel(spec, chip).default_tiling(chip)
+
+    def plan(self, spec: SwigluSpec, chip, tiling: RowTiling):
+        return self.kernel(spec, chip).plan(self.name, chip, tiling)
 
 
 OPS = (FastGelu(), NpuFastGelu(), NpuGelu(), NpuSilu(), NpuSwiglu(), NpuMish())

@@ -36,8 +36,8 @@ normalise), each streaming the row again.
 from __future__ import annotations
 
 import abc
-
 import math
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -46,12 +46,12 @@ from ascend_sim import dtypes as D
 from ascend_sim import formats as F
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, LegacyOp as Op
-from .templates.rows import RowOperand, RowStep, default_tiling, row_plan
+from .base import Args, Op, OpSpec
+from .common import fp32, is_310p, supports_bf16
+from .templates.rows import RowKernel, RowOperand, RowStep, RowTiling
 
 FP16_FP32 = (D.float16, D.float32)
 FP16_FP32_BF16 = (D.float16, D.float32, D.bfloat16)
-PRODUCTS_WITHOUT_BF16 = ("910", "310P")
 MIN_DIMS, MAX_DIMS = 2, 8
 RMS_NORM_PAIRS_A2 = ((D.float16, D.float32), (D.bfloat16, D.float32), (D.float16, D.float16),
                      (D.bfloat16, D.bfloat16), (D.float32, D.float32))
@@ -78,8 +78,8 @@ def _base_layout(op: Op, arg: str, t) -> None:
         raise op.fail(arg, f"must be in ND layout, got {t.format.name}")
 
 
-def _fp32(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float32)
+def _fp16_fp32_bf16(chip) -> tuple[D.DType, ...]:
+    return FP16_FP32_BF16 if supports_bf16(chip) else FP16_FP32
 
 
 def _convert_steps(dtype: D.DType) -> list[RowStep]:
@@ -87,16 +87,39 @@ def _convert_steps(dtype: D.DType) -> list[RowStep]:
     return [] if dtype is D.float32 else [RowStep("unary", F32)]
 
 
-def _norm_plan(name: str, chip, rows: int, cols: int, inputs: list[RowOperand], outputs: list[RowOperand],
-               steps: list[RowStep], scratch: float, flops_per_elem: float):
-    """row_plan for a norm. A row too long for UB is streamed twice (statistics, then normalise); the
-    template runs every step on every pass, so each step is given 1/passes of its work there: the
-    vector unit then does each step's work once in total, as the kernel does."""
-    tiling = default_tiling(chip, rows, cols, inputs, outputs, scratch)
-    if tiling.col_chunk < cols:
-        steps = [RowStep(s.op_class, s.dtype, s.per, s.count / STATS_PASSES) for s in steps]
-    return row_plan(name, chip, rows, cols, inputs, outputs, steps, passes=STATS_PASSES, temps_bytes=scratch,
-                    tiling=tiling, flops_per_elem=flops_per_elem)
+@dataclass(frozen=True, kw_only=True)
+class NormSpec(OpSpec):
+    """A normalisation call: x as ``rows`` x ``cols`` normalised slices; ``affine``: the
+    (argument, itemsize) of each gamma/weight/bias given."""
+
+    dtype: D.DType
+    rows: int
+    cols: int
+    eps: float
+    affine: tuple[tuple[str, float], ...] = ()
+    groups: int = 0              # group norms: groups, channels (dimension 1), spatial elements
+    channels: int = 0
+    swish_scale: float = 1.0
+
+
+class _RowNorm(Op):
+    """A norm's row kernel: statistics and normalisation per row. A row too long for UB is streamed
+    twice (statistics, then normalise); the template runs every step on every pass, so each step is
+    given 1/passes of its work there: the vector unit then does each step's work once in total, as
+    the kernel does."""
+
+    @abc.abstractmethod
+    def kernel(self, spec: NormSpec) -> RowKernel:
+        """The row kernel with each step's whole work."""
+
+    def default_tiling(self, spec: NormSpec, chip) -> RowTiling:
+        return self.kernel(spec).default_tiling(chip)
+
+    def plan(self, spec: NormSpec, chip, tiling: RowTiling):
+        k = self.kernel(spec)
+        if tiling.col_chunk < k.cols:
+            k = replace(k, steps=tuple(replace(s, count=s.count / STATS_PASSES) for s in k.steps))
+        return k.plan(self.name, chip, tiling)
 
 
 # per-row scalar work: rstd = 1 / sqrt(sum * (1/n) + eps) -- muls, adds, sqrt, div
@@ -104,13 +127,13 @@ _RSTD_STEPS = [RowStep("unary", F32, "row"), RowStep("unary", F32, "row"), RowSt
                RowStep("div", F32, "row")]
 
 
-class NpuRmsNorm(Op):
+class NpuRmsNorm(_RowNorm):
     name = "npu_rms_norm"
 
-    def infer(self, a: Args, chip):
+    def infer(self, a: Args, chip) -> NormSpec:
         x = self.tensor(a, "self")
         g = self.tensor(a, "gamma")
-        pairs = RMS_NORM_PAIRS_910 if chip.family in PRODUCTS_WITHOUT_BF16 else RMS_NORM_PAIRS_A2
+        pairs = RMS_NORM_PAIRS_A2 if supports_bf16(chip) else RMS_NORM_PAIRS_910
         if (x.dtype, g.dtype) not in pairs:
             listed = ", ".join(f"({s.name}, {t.name})" for s, t in pairs)
             raise TypeError(f"{self.name}: arguments 'self' ({x.dtype.name}) and 'gamma' ({g.dtype.name}): "
@@ -124,49 +147,37 @@ class NpuRmsNorm(Op):
             raise self.fail("gamma", f"shape {g.shape} must equal the trailing dims of self {x.shape[nd - gd:]}")
         _base_layout(self, "self", x)
         _base_layout(self, "gamma", g)
-        if chip.family == "310P" and x.numel:
+        if is_310p(chip) and x.numel:
             for arg, t in (("self", x), ("gamma", g)):
                 if t.shape[-1] * t.dtype.itemsize < RMS_NORM_310P_MIN_TAIL_BYTES:
                     raise self.fail(arg, f"the tail axis ({t.shape[-1]} x {t.dtype.itemsize} B) must be at least "
                                          f"{RMS_NORM_310P_MIN_TAIL_BYTES} bytes on {chip.name}")
-        _float_arg(self, a, "epsilon")
+        eps = _float_arg(self, a, "epsilon")
         rstd_shape = tuple(x.shape[:nd - gd]) + (1,) * gd
-        return (TensorMeta(x.shape, x.dtype, x.format), TensorMeta(rstd_shape, D.float32))
+        return NormSpec(outputs=(TensorMeta(x.shape, x.dtype, x.format), TensorMeta(rstd_shape, D.float32)),
+                        device_work=x.numel > 0, attrs=(("epsilon", eps),), dtype=x.dtype,
+                        rows=math.prod(x.shape[:nd - gd]), cols=g.numel, eps=eps,
+                        affine=(("gamma", g.dtype.itemsize),))
 
-    @staticmethod
-    def rows_cols(a: Args) -> tuple[int, int]:
-        cols = a.gamma.numel
-        return math.prod(a.self.shape[:len(a.self.shape) - len(a.gamma.shape)]), cols
-
-    def compute(self, a: Args, outs):
-        rows, cols = self.rows_cols(a)
-        eps = np.float32(_float_arg(self, a, "epsilon"))
-        x = _fp32(a.self.data).reshape(rows, cols)
+    def compute(self, spec: NormSpec, a: Args):
+        rows, cols, outs = spec.rows, spec.cols, spec.outputs
+        x = fp32(a.self.data).reshape(rows, cols)
         ms = np.mean(x * x, axis=1) if cols else np.zeros(rows, np.float32)
-        rstd = (np.float32(1) / np.sqrt(ms + eps)).astype(np.float32)
-        y = x * rstd[:, None] * _fp32(a.gamma.data).reshape(1, cols)
+        rstd = (np.float32(1) / np.sqrt(ms + np.float32(spec.eps))).astype(np.float32)
+        y = x * rstd[:, None] * fp32(a.gamma.data).reshape(1, cols)
         return D.cast(y.reshape(outs[0].shape), outs[0].dtype), rstd.reshape(outs[1].shape)
 
-    def device_work(self, a: Args) -> bool:
-        return a.self.numel > 0
-
-    def plan(self, a: Args, outs, chip):
-        rows, cols = self.rows_cols(a)
-        x, g = a.self, a.gamma
-        xi = x.dtype.itemsize
+    def kernel(self, spec: NormSpec) -> RowKernel:
+        xd, xi = spec.dtype, spec.dtype.itemsize
         # one fp32 working row: x (widened, for 16-bit x), then x^2 for the sum; x is widened again
         # from its input buffer to normalise
-        steps = [*_convert_steps(x.dtype), RowStep("binary", F32), RowStep("reduce_sum", F32), *_RSTD_STEPS,
-                 *_convert_steps(x.dtype), RowStep("binary", F32), RowStep("binary", F32),
-                 *_convert_steps(x.dtype)]
-        scratch = D.float32.itemsize
-        return _norm_plan(self.name, chip, rows, cols,
-                          [RowOperand("self", xi), RowOperand("gamma", g.dtype.itemsize, "shared")],
-                          [RowOperand("out0", xi), RowOperand("out1", D.float32.itemsize, "per_row")],
-                          steps, scratch, flops_per_elem=4)       # square, sum, * rstd, * gamma
-
-    def attrs(self, a: Args) -> dict:
-        return {"epsilon": _float_arg(self, a, "epsilon")}
+        steps = [*_convert_steps(xd), RowStep("binary", F32), RowStep("reduce_sum", F32), *_RSTD_STEPS,
+                 *_convert_steps(xd), RowStep("binary", F32), RowStep("binary", F32), *_convert_steps(xd)]
+        (gamma, g_item), = spec.affine
+        return RowKernel(spec.rows, spec.cols, (RowOperand("self", xi), RowOperand(gamma, g_item, "shared")),
+                         (RowOperand("out0", xi), RowOperand("out1", D.float32.itemsize, "per_row")),
+                         tuple(steps), STATS_PASSES, D.float32.itemsize,
+                         flops_per_elem=4)       # square, sum, * rstd, * gamma
 
 
 def _layer_stats_steps(dtype: D.DType) -> list[RowStep]:
@@ -177,7 +188,12 @@ def _layer_stats_steps(dtype: D.DType) -> list[RowStep]:
             RowStep("binary", F32), RowStep("binary", F32), RowStep("reduce_sum", F32), *_RSTD_STEPS]
 
 
-class NpuLayerNormEval(Op):
+def _centred_scratch(dtype: D.DType) -> float:
+    """fp32 x: one scratch row for (x - mean); 16-bit x: its fp32 copy as well."""
+    return D.float32.itemsize * (1 if dtype is D.float32 else 2)
+
+
+class NpuLayerNormEval(_RowNorm):
     name = "npu_layer_norm_eval"
 
     def normalized_shape(self, a: Args) -> tuple[int, ...]:
@@ -189,12 +205,9 @@ class NpuLayerNormEval(Op):
             raise TypeError(f"{self.name}: argument 'normalized_shape' must be a list of ints, got {ns!r}")
         return tuple(int(s) for s in ns)
 
-    def allowed(self, chip) -> tuple[D.DType, ...]:
-        return FP16_FP32 if chip.family in PRODUCTS_WITHOUT_BF16 else FP16_FP32_BF16
-
-    def infer(self, a: Args, chip):
+    def infer(self, a: Args, chip) -> NormSpec:
         x = self.tensor(a, "input")
-        self.check_dtype("input", x, self.allowed(chip))
+        self.check_dtype("input", x, _fp16_fp32_bf16(chip))
         _base_layout(self, "input", x)
         ns = self.normalized_shape(a)
         if not ns:
@@ -210,58 +223,46 @@ class NpuLayerNormEval(Op):
             if tuple(t.shape) != ns:
                 raise self.fail(arg, f"shape {t.shape} must equal normalized_shape {list(ns)}")
             _base_layout(self, arg, t)
-            affine.append(t)
-        if len(affine) == 2 and affine[0].dtype is not affine[1].dtype:
-            raise TypeError(f"{self.name}: arguments 'weight' ({affine[0].dtype.name}) and 'bias' "
-                            f"({affine[1].dtype.name}) must have the same dtype")
-        _float_arg(self, a, "eps")
-        return (TensorMeta(x.shape, x.dtype, x.format),)
+            affine.append((arg, t))
+        if len(affine) == 2 and affine[0][1].dtype is not affine[1][1].dtype:
+            raise TypeError(f"{self.name}: arguments 'weight' ({affine[0][1].dtype.name}) and 'bias' "
+                            f"({affine[1][1].dtype.name}) must have the same dtype")
+        eps = _float_arg(self, a, "eps")
+        return NormSpec(outputs=(TensorMeta(x.shape, x.dtype, x.format),), device_work=x.numel > 0,
+                        attrs=(("normalized_shape", ns), ("eps", eps)), dtype=x.dtype,
+                        rows=math.prod(x.shape[:len(x.shape) - len(ns)]), cols=math.prod(ns), eps=eps,
+                        affine=tuple((arg, t.dtype.itemsize) for arg, t in affine))
 
-    def rows_cols(self, a: Args) -> tuple[int, int]:
-        ns = self.normalized_shape(a)
-        return math.prod(a.input.shape[:len(a.input.shape) - len(ns)]), math.prod(ns)
-
-    def compute(self, a: Args, outs):
-        rows, cols = self.rows_cols(a)
-        eps = np.float32(_float_arg(self, a, "eps"))
-        x = _fp32(a.input.data).reshape(rows, cols)
+    def compute(self, spec: NormSpec, a: Args):
+        rows, cols, out = spec.rows, spec.cols, spec.outputs[0]
+        x = fp32(a.input.data).reshape(rows, cols)
         if cols == 0 or rows == 0:
-            return (np.empty(outs[0].shape, outs[0].dtype.np_dtype),)
+            return (np.empty(out.shape, out.dtype.np_dtype),)
         mean = np.mean(x, axis=1, keepdims=True)
         centred = x - mean
         var = np.mean(centred * centred, axis=1, keepdims=True)
-        y = centred * (np.float32(1) / np.sqrt(var + eps))
+        y = centred * (np.float32(1) / np.sqrt(var + np.float32(spec.eps)))
         if a.get("weight") is not None:
-            y = y * _fp32(a.weight.data).reshape(1, cols)
+            y = y * fp32(a.weight.data).reshape(1, cols)
         if a.get("bias") is not None:
-            y = y + _fp32(a.bias.data).reshape(1, cols)
-        return (D.cast(y.reshape(outs[0].shape), outs[0].dtype),)
+            y = y + fp32(a.bias.data).reshape(1, cols)
+        return (D.cast(y.reshape(out.shape), out.dtype),)
 
-    def device_work(self, a: Args) -> bool:
-        return a.input.numel > 0
-
-    def plan(self, a: Args, outs, chip):
-        rows, cols = self.rows_cols(a)
-        x = a.input
-        inputs = [RowOperand("input", x.dtype.itemsize)]
-        steps = _layer_stats_steps(x.dtype)
+    def kernel(self, spec: NormSpec) -> RowKernel:
+        xd = spec.dtype
+        inputs = [RowOperand("input", xd.itemsize)]
+        steps = _layer_stats_steps(xd)
         steps.append(RowStep("binary", F32))                 # (x - mean), kept from the statistics, * rstd
-        for arg in ("weight", "bias"):
-            if a.get(arg) is not None:
-                inputs.append(RowOperand(arg, a[arg].dtype.itemsize, "shared"))
-                steps.append(RowStep("binary", F32))        # * weight, + bias
-        steps += _convert_steps(x.dtype)
-        # fp32 x: one scratch row for (x - mean); 16-bit x: its fp32 copy as well
-        scratch = D.float32.itemsize * (1 if x.dtype is D.float32 else 2)
-        flops = 5 + len(inputs) - 1          # sum, sub, square, sum, * rstd (+ weight, + bias)
-        return _norm_plan(self.name, chip, rows, cols, inputs, [RowOperand("out0", x.dtype.itemsize)], steps,
-                          scratch, flops_per_elem=flops)
-
-    def attrs(self, a: Args) -> dict:
-        return {"normalized_shape": list(self.normalized_shape(a)), "eps": _float_arg(self, a, "eps")}
+        for arg, item in spec.affine:
+            inputs.append(RowOperand(arg, item, "shared"))
+            steps.append(RowStep("binary", F32))            # * weight, + bias
+        steps += _convert_steps(xd)
+        flops = 5 + len(spec.affine)          # sum, sub, square, sum, * rstd (+ weight, + bias)
+        return RowKernel(spec.rows, spec.cols, tuple(inputs), (RowOperand("out0", xd.itemsize),), tuple(steps),
+                         STATS_PASSES, _centred_scratch(xd), flops_per_elem=flops)
 
 
-class _GroupNormSwish(Op):
+class _GroupNormSwish(_RowNorm):
     """GroupNorm over (N, C, *) with C split into groups, then y / (1 + exp(-scale y))."""
 
     groups_arg = "num_groups"
@@ -280,7 +281,7 @@ class _GroupNormSwish(Op):
     def swish_scale(self, a: Args) -> float:
         return 1.0
 
-    def infer(self, a: Args, chip):
+    def infer(self, a: Args, chip) -> NormSpec:
         x = self.tensor(a, "input")
         self.check_dtype("input", x, self.allowed(chip))
         nd = len(x.shape)
@@ -302,15 +303,21 @@ class _GroupNormSwish(Op):
                 raise self.fail(arg, f"must be 1-D with {channels} elements (dimension 1 of input), "
                                      f"got shape {t.shape}")
             _base_layout(self, arg, t)
-            affine.append(t)
-        if len(affine) == 2 and affine[0].dtype is not affine[1].dtype:
-            raise TypeError(f"{self.name}: arguments 'weight' ({affine[0].dtype.name}) and 'bias' "
-                            f"({affine[1].dtype.name}) must have the same dtype")
-        self.eps(a)
-        self.swish_scale(a)
-        self.check_values(a, [x, *affine])
+            affine.append((arg, t))
+        if len(affine) == 2 and affine[0][1].dtype is not affine[1][1].dtype:
+            raise TypeError(f"{self.name}: arguments 'weight' ({affine[0][1].dtype.name}) and 'bias' "
+                            f"({affine[1][1].dtype.name}) must have the same dtype")
+        eps, scale = self.eps(a), self.swish_scale(a)
+        self.check_values(a, [x, *(t for _, t in affine)])
         stats = TensorMeta((x.shape[0], groups), x.dtype)
-        return TensorMeta(x.shape, x.dtype, x.format), stats, stats
+        return NormSpec(outputs=(TensorMeta(x.shape, x.dtype, x.format), stats, stats), device_work=x.numel > 0,
+                        attrs=self.attrs(groups, eps, scale), dtype=x.dtype, rows=x.shape[0] * groups,
+                        cols=channels // groups * math.prod(x.shape[2:]), eps=eps,
+                        affine=tuple((arg, t.dtype.itemsize) for arg, t in affine), groups=groups,
+                        channels=channels, swish_scale=scale)
+
+    def attrs(self, groups: int, eps: float, scale: float) -> tuple:
+        return ((self.groups_arg, groups), ("eps", eps), ("swish_scale", scale))
 
     def check_shape(self, x) -> None:
         """Extra shape rules of one page (none by default)."""
@@ -318,69 +325,49 @@ class _GroupNormSwish(Op):
     def check_values(self, a: Args, tensors) -> None:
         """Rules on the numbers themselves (none by default)."""
 
-    def geometry(self, a: Args) -> tuple[int, int, int, int]:
-        """(N, groups, C, spatial): one row per (sample, group) of C/groups x spatial elements."""
-        shape = a.input.shape
-        return shape[0], int(a[self.groups_arg]), shape[1], math.prod(shape[2:])
-
-    def compute(self, a: Args, outs):
-        n, groups, channels, spatial = self.geometry(a)
-        eps = np.float32(self.eps(a))
-        scale = np.float32(self.swish_scale(a))
-        dt = outs[0].dtype
+    def compute(self, spec: NormSpec, a: Args):
+        n, groups, channels = spec.rows // spec.groups, spec.groups, spec.channels
+        dt = spec.outputs[0].dtype
         if a.input.numel == 0:
             empty = np.zeros((n, groups), dt.np_dtype)
-            return np.empty(outs[0].shape, dt.np_dtype), empty, empty.copy()
-        x = _fp32(a.input.data).reshape(n, groups, -1)
+            return np.empty(spec.outputs[0].shape, dt.np_dtype), empty, empty.copy()
+        x = fp32(a.input.data).reshape(n, groups, -1)
         mean = np.mean(x, axis=2, keepdims=True)
         centred = x - mean
         var = np.mean(centred * centred, axis=2, keepdims=True)
-        rstd = np.float32(1) / np.sqrt(var + eps)
-        y = (centred * rstd).reshape(n, channels, spatial)
+        rstd = np.float32(1) / np.sqrt(var + np.float32(spec.eps))
+        y = (centred * rstd).reshape(n, channels, -1)
         if a.get("weight") is not None:
-            y = y * _fp32(a.weight.data).reshape(1, channels, 1)
+            y = y * fp32(a.weight.data).reshape(1, channels, 1)
         if a.get("bias") is not None:
-            y = y + _fp32(a.bias.data).reshape(1, channels, 1)
+            y = y + fp32(a.bias.data).reshape(1, channels, 1)
         with np.errstate(over="ignore", under="ignore"):
-            out = y / (np.float32(1) + np.exp(-scale * y))
-        return (D.cast(out.reshape(outs[0].shape), dt), D.cast(mean.reshape(n, groups), dt),
+            out = y / (np.float32(1) + np.exp(np.float32(-spec.swish_scale) * y))
+        return (D.cast(out.reshape(spec.outputs[0].shape), dt), D.cast(mean.reshape(n, groups), dt),
                 D.cast(rstd.reshape(n, groups), dt))
 
-    def device_work(self, a: Args) -> bool:
-        return a.input.numel > 0
-
-    def plan(self, a: Args, outs, chip):
-        n, groups, channels, spatial = self.geometry(a)
-        x = a.input
-        xi = x.dtype.itemsize
-        per_group = channels // groups
-        inputs = [RowOperand("input", xi)]
-        for arg in ("weight", "bias"):
-            if a.get(arg) is not None:
-                inputs.append(RowOperand(arg, a[arg].dtype.itemsize, "shared", cols=channels))
-        steps = _layer_stats_steps(x.dtype)
+    def kernel(self, spec: NormSpec) -> RowKernel:
+        xd, xi = spec.dtype, spec.dtype.itemsize
+        per_group = spec.channels // spec.groups
+        inputs = [RowOperand("input", xi)] + [RowOperand(arg, item, "shared", cols=spec.channels)
+                                              for arg, item in spec.affine]
+        steps = _layer_stats_steps(xd)
         # per channel: scale_c = rstd * weight_c (mul), then y = (x - mean) * scale_c + bias_c over the
         # channel's spatial run (muls, adds); x - mean is kept from the statistics
         steps += [RowStep("binary", F32, "row", count=per_group), RowStep("unary", F32), RowStep("unary", F32)]
         # swish: y / (1 + exp(-scale y)) -- muls, exp, adds, div
         steps += [RowStep("unary", F32), RowStep("exp", F32), RowStep("unary", F32), RowStep("div", F32),
-                  *_convert_steps(x.dtype)]
-        scratch = D.float32.itemsize * (1 if x.dtype is D.float32 else 2)
-        stats = [RowOperand("out1", xi, "per_row"), RowOperand("out2", xi, "per_row")]
-        return _norm_plan(self.name, chip, n * groups, per_group * spatial, inputs, [RowOperand("out0", xi), *stats],
-                          steps, scratch, flops_per_elem=10)   # sum, sub, square, sum, * scale, + shift, swish (4)
-
-    def attrs(self, a: Args) -> dict:
-        return {self.groups_arg: int(a[self.groups_arg]), "eps": self.eps(a), "swish_scale": self.swish_scale(a)}
+                  *_convert_steps(xd)]
+        outputs = (RowOperand("out0", xi), RowOperand("out1", xi, "per_row"), RowOperand("out2", xi, "per_row"))
+        return RowKernel(spec.rows, spec.cols, tuple(inputs), outputs, tuple(steps), STATS_PASSES,
+                         _centred_scratch(xd), flops_per_elem=10)   # sum, sub, square, sum, * scale, + shift, swish (4)
 
 
 class NpuGroupNormSilu(_GroupNormSwish):
     name = "npu_group_norm_silu"
     groups_arg = "group"
     affine_optional = True
-
-    def allowed(self, chip):
-        return FP16_FP32 if chip.family in PRODUCTS_WITHOUT_BF16 else FP16_FP32_BF16
+    allowed = staticmethod(_fp16_fp32_bf16)
 
     def affine_dtypes(self, x_dtype):
         # "precision not lower than input's": the input's own dtype or float32
@@ -396,8 +383,8 @@ class NpuGroupNormSilu(_GroupNormSwish):
             raise self.fail("eps", f"must be > 0, got {v}")
         return v
 
-    def attrs(self, a):
-        return {"group": int(a.group), "eps": self.eps(a)}
+    def attrs(self, groups, eps, scale):
+        return (("group", groups), ("eps", eps))
 
 
 class NpuGroupNormSwish(_GroupNormSwish):

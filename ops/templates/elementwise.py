@@ -50,6 +50,26 @@ class ElementwiseTiling:
         return f"tile_elems={self.tile_elems} block_dim={self.block_dim} buffer_num={self.buffer_num}"
 
 
+@dataclass(frozen=True)
+class ElementwiseKernel:
+    """An elementwise kernel described once: ops return it from their spec, and take both their
+    default tiling and their plan (under any tiling) from it."""
+
+    numel: int
+    inputs: tuple[Operand, ...]
+    outputs: tuple[Operand, ...]
+    steps: tuple[VectorStep, ...] = ()
+    temps_bytes: float = 0.0
+    flops_per_elem: float = 0.0
+
+    def default_tiling(self, chip: ChipSpec) -> ElementwiseTiling:
+        return default_tiling(chip, self.numel, self.inputs, self.outputs, self.temps_bytes, not self.steps)
+
+    def plan(self, name: str, chip: ChipSpec, tiling: ElementwiseTiling | None = None) -> KernelPlan:
+        return elementwise_plan(name, chip, self.numel, list(self.inputs), list(self.outputs), list(self.steps),
+                                temps_bytes=self.temps_bytes, tiling=tiling, flops_per_elem=self.flops_per_elem)
+
+
 def _ub_bytes_per_elem(inputs, outputs, temps_bytes: float, alias_output: bool) -> float:
     b = sum(o.itemsize for o in inputs) + temps_bytes
     if not alias_output:

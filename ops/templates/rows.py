@@ -91,6 +91,33 @@ class RowTiling:
                 f"buffer_num={self.buffer_num}")
 
 
+@dataclass(frozen=True)
+class RowKernel:
+    """A row kernel described once: ops take both their default tiling and their plan (under any
+    tiling) from it. ``passes``: how often a row that does not fit UB is streamed."""
+
+    rows: int
+    cols: int
+    inputs: tuple[RowOperand, ...]
+    outputs: tuple[RowOperand, ...]
+    steps: tuple[RowStep, ...]
+    passes: int = 1
+    temps_bytes: float = 0.0
+    flops_per_elem: float = 0.0
+
+    def default_tiling(self, chip: ChipSpec) -> RowTiling:
+        return default_tiling(chip, max(self.rows, 1), max(self.cols, 1), self.inputs, self.outputs,
+                              work_temps_bytes(self.steps, self.temps_bytes))
+
+    def ub_need(self, t: RowTiling) -> int:
+        return ub_need(t, max(self.cols, 1), self.inputs, self.outputs, work_temps_bytes(self.steps, self.temps_bytes))
+
+    def plan(self, name: str, chip: ChipSpec, tiling: RowTiling | None = None) -> KernelPlan:
+        return row_plan(name, chip, self.rows, self.cols, list(self.inputs), list(self.outputs), list(self.steps),
+                        passes=self.passes, temps_bytes=self.temps_bytes, tiling=tiling,
+                        flops_per_elem=self.flops_per_elem)
+
+
 def _cols(op: RowOperand, cols: int) -> int:
     return 1 if op.kind == "per_row" else (op.cols if op.cols is not None else cols)
 
