@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .spec import Buffers, ChipSpec, Cores, Cube, Link, Memory, Path, Runtime, Vector
+from .spec import AICpu, Buffers, ChipSpec, Cores, Cube, Link, Memory, Path, Runtime, Vector
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -45,7 +45,26 @@ _VECTOR_DAV2201 = Vector(
         "reduce_sum": 23, "reduce_max": 9, "gather": 7, "sort": 7,
     },
     scalar_cycles_per_instr=1,
+    # HARDWARE.md 8.1 per-instruction costs: head / cycles per repeat by width / tail
+    instrs={
+        "vgather": {"head_latency": 24, "b16": round(128 / 5.3, 2), "b32": round(64 / 5.3, 2), "tail_latency": 14},
+        "vcmp": {"head_latency": 10, "b16": 2, "b32": 2, "tail_latency": 14},
+        "vsel": {"head_latency": 13, "b16": 2, "b32": 2, "tail_latency": 14},
+        "sort32": {"head_latency": 20, "b16": round(32 / 7.8, 2), "b32": round(32 / 3.9, 2), "tail_latency": 14},
+        "mrgsort4": {"head_latency": 20, "b16": round(32 / 7.8, 2), "b32": round(32 / 3.9, 2), "tail_latency": 14},
+    },
+    sort_region_elems=32,
+    merge_ways=4,
+    sort_pair_bytes=8,
 )
+
+# The AI CPU: no per-element figure is published (HARDWARE.md 7); first-principles estimates for
+# one in-order ARM core, every one marked "assumed" in its source and meant to be changed.
+_AICPU = AICpu(
+    cycles_per_elem={"copy": 1.0, "arith": 1.0, "compare": 2.0, "hash": 20.0, "sort": 4.0},
+    bytes_per_cycle=8.0,
+)
+_AICPU_KEYS = tuple(f"aicpu.cycles_per_elem.{k}" for k in _AICPU.cycles_per_elem) + ("aicpu.bytes_per_cycle",)
 
 _PATHS_DAV2201 = {
     # GM-sourced paths: rate per core; the memory latency is added by the L2/HBM model.
@@ -89,6 +108,36 @@ _SOURCES_DAV2201 = {
     "vector.latency_cycles": "PYPTO INHERENT_LATENCY_IN_OP (add 6, mul 7 -> binary 7; rsqrt 5 -> unary; exp 12; "
                              "div 13; sqrt 13; row-sum 23; row-max 9); fma, gather, sort not published: binary's 7",
     "vector.scalar_cycles_per_instr": "scalar latencies not published (HARDWARE.md 7): one cycle per instruction assumed",
+    "vector.instrs.vgather": "PTO-CM (HARDWARE.md 8.1): head 24 cycles; per 256-B repeat of output MSKPP's measured "
+                             "5.3 elem/cycle (2.5): 128/5.3 cycles b16, 64/5.3 b32 (b32 rate not measured: b16's "
+                             "element rate assumed); PTO-CM's 2 cycles/repeat is its contiguous-offset profile only; "
+                             "tail not published: assumed 14 as vsel",
+    "vector.instrs.vcmp": "HARDWARE.md 2.5: cmp is in MSKPP's binary class (64 b16 / 32 b32 elem/cycle = 2 cycles per "
+                          "256-B repeat); head and tail not published for vcmp: assumed as vadd (8.1: 10 / 14)",
+    "vector.instrs.vsel": "PTO-CM (HARDWARE.md 8.1): vsel head 13, 2 cycles per repeat, tail 14 (2.5: select is in "
+                          "the binary class, 2 cycles per 256-B repeat at either width)",
+    "vector.instrs.sort32": "assumed: no VBS (sort32) figure in HARDWARE.md; the nearest documented class is vmrgsort: "
+                            "MSKPP's 7.8 b16 / 3.9 b32 elem/cycle (2.5) over one 32-element region = 32/7.8, 32/3.9 "
+                            "cycles per repeat; head 20 as vmrgsort4 (8.1); tail assumed 14 as vsel",
+    "vector.instrs.mrgsort4": "MSKPP measured vmrgsort 7.8 b16 / 3.9 b32 elem/cycle (HARDWARE.md 2.5), per repeat of "
+                              "32 merged elements = 32/7.8, 32/3.9 cycles; head 20 (PTO-CM, 8.1); PTO-CM's 78 cycles "
+                              "per merged region [low] not used; tail assumed 14 as vsel",
+    "vector.sort_region_elems": "Ascend C Sort32 (VBS): one repeat sorts 32 elements with their indices (ASCDOC Sort32 "
+                                "API; not in HARDWARE.md)",
+    "vector.merge_ways": "vmrgsort4 (HARDWARE.md 8.1) / Ascend C MrgSort: up to 4 sorted lists per instruction",
+    "vector.sort_pair_bytes": "ASCDOC Sort32/MrgSort: a sorted element is an 8-byte (value, uint32 index) structure "
+                              "for half and float (not in HARDWARE.md)",
+    "memory.atomic_rmw_factor": "assumed: an atomic-add store (SetAtomicAdd) is a read-modify-write in L2, each line "
+                                "read and written: 2x the L2 traffic of a plain store; not published",
+    "aicpu.cycles_per_elem.copy": "assumed: one load + one store per element on an in-order ARM core, 1 cycle; no "
+                                  "published AI CPU figure (HARDWARE.md 7)",
+    "aicpu.cycles_per_elem.arith": "assumed: one ALU op per element with its load/store, 1 cycle; not published",
+    "aicpu.cycles_per_elem.compare": "assumed: compare + conditional store/branch, 2 cycles per element; not published",
+    "aicpu.cycles_per_elem.hash": "assumed: hash + table probe (a likely cache miss amortised), 20 cycles per element; "
+                                  "not published",
+    "aicpu.cycles_per_elem.sort": "assumed: comparison sort, n log2 n compares at 4 cycles each (branch misses); not "
+                                  "published",
+    "aicpu.bytes_per_cycle": "assumed: one 64-bit load per cycle per ARM core, 8 B/cycle; not published",
     "buffers": "INI [AICoreSpec] l1_size, l0_a_size, l0_b_size, l0_c_size, ub_size, bt_size, fb sizes (HARDWARE.md 2.1)",
     "buffers.fb": "INI FB0..FB3 = 2048 + 1024 + 2048 + 2048 B",
     "buffers.align": "ASCDOC atlas_ascendc_10_0011 / B1DOC: L1 32 B, L0A/L0B 512 B, L0C 64 B, UB 32 B, BT/FB 64 B",
@@ -145,11 +194,12 @@ ASCEND910B1 = ChipSpec(
     memory=Memory(l2_bytes=192 * MiB, l2_line_bytes=512, l2_bandwidth_GBps=8000,
                   l2_read_latency_cycles=241, l2_write_latency_cycles=96, hbm_extra_latency_cycles=150,
                   hbm_bytes=64 * GiB, hbm_bandwidth_GBps=1600, burst_bytes=512, block_bytes=32,
-                  alloc_alignment=512, alloc_pad_bytes=32),
+                  alloc_alignment=512, alloc_pad_bytes=32, atomic_rmw_factor=2.0),
     runtime=Runtime(kernel_launch_us=20.0, block_dispatch_cycles=200, aicpu_task_us=0.24, event_ids=8,
                     cross_core_flag_ids=16, npus_per_server=8),
     links={"hccs": Link(bandwidth_GBps=56, latency_us=2.0, count=7),
            "roce": Link(bandwidth_GBps=20, latency_us=5.0, count=1)},
+    aicpu=_AICPU,
     sources={
         **_SOURCES_DAV2201,
         "memory.l2_bytes": "INI Ascend910B1 l2_size 192 MiB",
@@ -250,6 +300,12 @@ ASCEND910A = _derive(
         "memory.l2_bandwidth_GBps": "derived: 910B1 INI per-core l2_read 110 B/cycle x 32 cores x 1.0 GHz (no 910 figure)",
         "runtime.event_ids": "ASCDOC api_07_0270: event ids 0-3 on Atlas training 910",
         "runtime.aicpu_task_us": "PYPTO 440 cycles per AI CPU task at the 1.0 GHz clock",
+        **{f"vector.instrs.{k}": "not published for dav-c100: the dav-2201 figures (HARDWARE.md 8.1/2.5) assumed"
+           for k in _VECTOR_DAV2201.instrs},
+        "vector.sort_region_elems": "assumed as dav-2201 (Sort32); older Ascend C also has 16-proposal sorts",
+        "vector.merge_ways": "assumed as dav-2201 (4-way merge sort)",
+        "vector.sort_pair_bytes": "assumed as dav-2201",
+        **{p: "assumed as on dav-2201 (no published AI CPU figures for any chip)" for p in _AICPU_KEYS},
         "links.hccs": "Hot Chips 31: 3 x 240 Gb/s HCCS (30 GB/s each); latency assumed 2 us",
         "links.roce": "Hot Chips 31: 2 x 100G RoCE on die (12.5 GB/s each); latency assumed 5 us",
     },
@@ -310,6 +366,12 @@ ASCEND910_95 = _derive(
         "memory.hbm_bandwidth_GBps": "Huawei Connect 2025 roadmap (secondary, not in HARDWARE.md): 950PR 128 GB "
                                      "HiBL 1.0 at 1.6 TB/s",
         "memory.l2_bandwidth_GBps": "derived: INI Ascend910_95 l2 rate 100 B/cycle x 32 cores x 1.65 GHz",
+        **{f"vector.instrs.{k}": "not published for dav-3510: the dav-2201 figures (HARDWARE.md 8.1/2.5) assumed"
+           for k in _VECTOR_DAV2201.instrs},
+        "vector.sort_region_elems": "assumed as dav-2201 (Sort32)",
+        "vector.merge_ways": "assumed as dav-2201 (4-way merge sort)",
+        "vector.sort_pair_bytes": "assumed as dav-2201",
+        **{p: "assumed as on dav-2201 (no published AI CPU figures for any chip)" for p in _AICPU_KEYS},
     },
 )
 

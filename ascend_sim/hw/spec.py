@@ -70,13 +70,25 @@ class Cube:
 @dataclass(frozen=True)
 class Vector:
     """The vector unit: instructions work in repeats of ``repeat_bytes``; the throughput of an
-    instruction depends on its op class and element width ("b16"/"b32")."""
+    instruction depends on its op class and element width ("b16"/"b32").
+
+    ``instrs`` costs the instructions that HARDWARE.md 8.1 describes one by one (vgather, vcmp,
+    vsel, the sort32 region sort and the mrgsort4 merge): per instruction name
+    ``{"head_latency", "b16", "b32", "tail_latency"}`` -- the head paid when the V queue was
+    empty, the cycles per repeat by element width, and the tail until a dependent instruction
+    may read. What one repeat is, is the instruction's own (see isa.ProgramBuilder): 256 bytes
+    of output for vgather/vcmp/vsel, one ``sort_region_elems`` region for sort32 and mrgsort4.
+    """
 
     repeat_bytes: int
     max_repeat: int
     elems_per_cycle: dict[str, dict[str, float]]   # op class -> {"b16": .., "b32": ..}
     latency_cycles: dict[str, float]               # op class -> fixed latency
     scalar_cycles_per_instr: float                 # scalar pipe: one instruction
+    instrs: dict[str, dict[str, float]]            # instruction -> head_latency, b16, b32, tail_latency
+    sort_region_elems: int                         # sort32: elements one repeat sorts (with their indices)
+    merge_ways: int                                # mrgsort4: sorted lists one instruction merges
+    sort_pair_bytes: int                           # a sorted element: (value, uint32 index) structure
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,7 @@ class Memory:
     block_bytes: int                 # smallest access (one 32-byte block)
     alloc_alignment: int             # device allocator granularity
     alloc_pad_bytes: int             # bytes the allocator adds to every request
+    atomic_rmw_factor: float         # L2 traffic of an atomic-add store per byte stored (read-modify-write)
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,18 @@ class Runtime:
     event_ids: int              # set_flag/wait_flag event ids per pipe pair
     cross_core_flag_ids: int    # AIC <-> AIV flag ids
     npus_per_server: int
+
+
+@dataclass(frozen=True)
+class AICpu:
+    """The AI CPU (ARM cores on the SoC, HARDWARE.md 5) as the task model sees it. An AI CPU
+    task is a list of typed work items; one item of ``n`` elements of work class ``c`` takes
+    ``cycles_per_elem[c] * n`` cycles of one AI CPU core (times log2(n) for "sort", a comparison
+    sort), or its bytes / ``bytes_per_cycle`` if streaming them takes longer. The task's start
+    and completion cost is ``runtime.aicpu_task_us``; the clock is ``cores.aicpu_mhz``."""
+
+    cycles_per_elem: dict[str, float]   # work class -> cycles per element ("sort": per element per log2 n)
+    bytes_per_cycle: float              # one core's streaming rate to and from memory
 
 
 @dataclass(frozen=True)
@@ -132,6 +157,7 @@ class ChipSpec:
     memory: Memory
     runtime: Runtime
     links: dict[str, Link]
+    aicpu: AICpu
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     description: str = ""
 
@@ -195,6 +221,13 @@ class ChipSpec:
                     errors.append(f"{path} (a buffer size) must be >= 0, got {v}")
             elif v <= 0:
                 errors.append(f"{path} must be positive, got {v}")
+        for name, cost in self.vector.instrs.items():
+            keys = set(cost)
+            if keys != {"head_latency", "b16", "b32", "tail_latency"}:
+                errors.append(f"vector.instrs.{name} must give head_latency, b16, b32 and tail_latency, got "
+                              f"{sorted(keys)}")
+        if self.vector.merge_ways < 2:
+            errors.append(f"vector.merge_ways must be >= 2, got {self.vector.merge_ways}")
         b = self.buffers
         for name, a in b.align.items():
             size = getattr(b, name, None)
@@ -255,7 +288,7 @@ def to_dict(spec: ChipSpec) -> dict:
 
 
 _GROUPS = {"cores": Cores, "cube": Cube, "vector": Vector, "buffers": Buffers, "memory": Memory,
-           "runtime": Runtime}
+           "runtime": Runtime, "aicpu": AICpu}
 
 
 def from_dict(data: Mapping[str, Any]) -> ChipSpec:
