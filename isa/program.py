@@ -26,6 +26,7 @@ program(s) of its core(s), plus the names of the GM tensors the programs address
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -33,8 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from ascend_sim.dtypes import get_dtype
 from ascend_sim.hw import ChipSpec
 
+from .indexed import IndexList, IndexPattern, IndexSummary, footprint, pieces, summarise
 from .pipes import AIC_BUFFERS, AIV_BUFFERS, Buf, Pipe
 
 # instruction kinds
@@ -51,7 +54,12 @@ class ISAError(ValueError):
 @dataclass(frozen=True)
 class GMAccess:
     """A 2-D access to a GM tensor: ``rows`` runs of ``row_bytes`` starting ``stride`` apart,
-    the first at byte ``offset`` of the tensor. ``write`` for stores."""
+    the first at byte ``offset`` of the tensor. ``write`` for stores.
+
+    An indexed access (gather/scatter by an index list) carries its :class:`IndexSummary` in
+    ``index``; its payload, bus bytes and path cycles are those of the real rows, while
+    offset/rows/row_bytes/stride describe the L2 footprint the engine is shown (the summary's
+    distinct lines spread over its span, see isa/indexed.py)."""
 
     tensor: str
     offset: int
@@ -63,6 +71,7 @@ class GMAccess:
     bus_bytes: int        # bytes moved in 32-byte blocks
     path_cycles: float    # cycles the core's path is busy (>= one per row)
     path: str             # ChipSpec.paths key
+    index: IndexSummary | None = None   # indexed (gather/scatter) accesses only
 
 
 @dataclass
@@ -124,7 +133,7 @@ class KernelPlan:
     mix_ratio: int = 2
     tiling: Any = None
     flops: float = 0.0
-    aicpu_cycles: float = 0.0           # AI_CPU kernels: work on one AI CPU core
+    aicpu_work: tuple = ()              # AI_CPU kernels: typed work items (isa.AICpuWork), timed by the engine
     workspace_bytes: int = 0            # GM scratch the kernel needs, addressed as tensor "workspace"
 
     def __post_init__(self):
@@ -132,6 +141,10 @@ class KernelPlan:
             raise ISAError(f"KernelPlan {self.name}: core_type must be one of {CORE_TYPES}, got {self.core_type!r}")
         if self.core_type != "AI_CPU" and not self.blocks:
             raise ISAError(f"KernelPlan {self.name}: no blocks")
+        if self.core_type == "AI_CPU" and self.blocks:
+            raise ISAError(f"KernelPlan {self.name}: an AI_CPU kernel has work items, not AI Core blocks")
+        if self.core_type != "AI_CPU" and self.aicpu_work:
+            raise ISAError(f"KernelPlan {self.name}: aicpu_work belongs to AI_CPU kernels only")
         want = 1 + self.mix_ratio if self.core_type == "MIX" else 1
         for i, b in enumerate(self.blocks):
             if len(b) != want:
@@ -161,27 +174,44 @@ def _rows_cost(phase0: int, rows: int, row_bytes: int, stride_mod: int, rate: fl
     phases = (phase0 + np.arange(n, dtype=np.int64) * stride_mod) % burst
     counts = np.full(n, rows // n, dtype=np.int64)
     counts[: rows - (rows // n) * n] += 1
-    first = np.minimum(row_bytes, burst - phases)
-    rest = row_bytes - first
-    full, last = rest // burst, rest % burst
-    first_bus = -(-(phases % block + first) // block) * block
-    last_bus = -(-last // block) * block
-    piece = lambda b: np.maximum(1.0, b / rate)   # noqa: E731
-    bus = first_bus + full * burst + last_bus
-    cyc = piece(first_bus) + full * piece(burst) + np.where(last > 0, piece(last_bus), 0)
+    bus, cyc = pieces(phases, row_bytes, rate, block, burst)
     return int((bus * counts).sum()), float((cyc * counts).sum())
 
 
 @dataclass(frozen=True)
 class CommStep:
-    """A collective inside an op's plan (fused matmul + communication): run by the device's
-    communication engine on its own stream, after the op's kernel number ``after`` (an index into
-    the op's list of KernelPlans; None: after the kernel just before it in the list)."""
+    """A collective inside an op's plan (fused matmul + communication), or one that
+    ``ascend_sim.distributed`` runs: done by the device's communication engine on its own stream,
+    after the op's kernel number ``after`` (an index into the op's list of KernelPlans; None: after
+    the kernel just before it in the list).
 
-    kind: str            # "all_reduce", "all_gather", "reduce_scatter", "all_to_all"
-    nbytes: int          # as ascend_sim.engine.collectives.schedule takes it
+    kind: "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "all_to_all_v", "broadcast",
+    "send", "barrier". ``nbytes`` is as ``ascend_sim.engine.collectives.schedule`` takes it (the
+    uniform kinds). ``send_bytes`` (all_to_all_v only) is the matrix of bytes rank i of the group
+    sends rank j (group order); a rank is the authority on its own row (what it sends), so a rank
+    that knows only its own sends may leave the other rows zero -- the runtime assembles the
+    matrix from every rank's row when the group meets, and the message size is its sum.
+    ``algorithm`` picks one (None: the HCCL-like default rule); ``root`` is broadcast's source and
+    send's sender (global ranks)."""
+
+    kind: str
+    nbytes: int
     name: str = ""
     after: int | None = None
+    send_bytes: tuple[tuple[int, ...], ...] | None = None
+    algorithm: str | None = None
+    root: int | None = None
+
+    def __post_init__(self):
+        if (self.send_bytes is not None) != (self.kind == "all_to_all_v"):
+            raise ISAError(f"CommStep {self.name or self.kind}: send_bytes is given for all_to_all_v, and only "
+                           f"for it (kind {self.kind!r})")
+        if self.send_bytes is not None:
+            rows = tuple(tuple(int(b) for b in row) for row in self.send_bytes)
+            if any(len(r) != len(rows) for r in rows) or any(b < 0 for r in rows for b in r):
+                raise ISAError(f"CommStep {self.name or self.kind}: send_bytes must be a square matrix of "
+                               f"non-negative byte counts, got {self.send_bytes!r}")
+            object.__setattr__(self, "send_bytes", rows)
 
 
 @dataclass(frozen=True)
@@ -283,6 +313,60 @@ class ProgramBuilder:
         acc = self.gm_access(name, "ub_to_gm", tensor, offset, rows, row_bytes, stride, True)
         return self._gm(Pipe.MTE3, name, acc, self.chip.paths["ub_to_gm"].latency_cycles)
 
+    # ----- indexed GM rows: gather (MTE2) and scatter / scatter-add (MTE3) -----
+    def indexed_access(self, name: str, path_key: str, tensor: str, offset: int, row_bytes: int, index,
+                       row_stride: int | None, write: bool, *, table_rows: int | None = None,
+                       atomic: str | None = None) -> GMAccess:
+        """The GMAccess of rows ``index`` of a GM table (row i at ``offset + i * row_stride``),
+        summarised at plan time (isa/indexed.py): cost by the row model, runs merged, an atomic
+        add's read-modify-write at ``memory.atomic_rmw_factor`` times the L2 traffic."""
+        if row_bytes < 1 or offset < 0:
+            raise ISAError(f"{self._where(name)}: indexed GM access of rows of {row_bytes} B at offset {offset}")
+        row_stride = row_bytes if row_stride is None else row_stride
+        if row_stride < row_bytes:
+            raise ISAError(f"{self._where(name)}: GM rows overlap (row stride {row_stride} < row {row_bytes} bytes)")
+        path = self._path(name, path_key)
+        m = self.chip.memory
+        try:
+            summary, payload, bus, cyc, hint = summarise(
+                index, offset, row_bytes, row_stride, rate=float(path.bytes_per_cycle), block=self._block,
+                burst=m.burst_bytes, line=m.l2_line_bytes, table_rows=table_rows)
+        except (ValueError, TypeError) as e:
+            raise ISAError(f"{self._where(name)}: {e}") from None
+        if atomic is not None:
+            bus = int(round(bus * m.atomic_rmw_factor))
+            summary = dataclasses.replace(summary, atomic=get_dtype(atomic).name)
+        off, rows, rb, stride = footprint(summary.span, summary.lines, hint, m.l2_line_bytes)
+        return GMAccess(tensor, off, rows, rb, stride, write, payload, bus, cyc, path_key, summary)
+
+    def _ub_rows_bytes(self, index, row_bytes: int) -> int:
+        """UB bytes of ``len(index)`` rows packed at a pitch of whole UB-aligned blocks."""
+        a = self._align.get(Buf.UB, 1)
+        return len(index) * _ceil(row_bytes, a) * a
+
+    def load_gm_rows(self, dst_addr: int, tensor: str, offset: int, row_bytes: int, index, *,
+                     row_stride: int | None = None, table_rows: int | None = None, dst: Buf = Buf.UB,
+                     name: str = "MTE2.gather_rows") -> int:
+        """MTE2 gather: rows ``index[0], index[1], ...`` of a GM table into consecutive ``dst``
+        rows (each at a 32-byte aligned pitch). ``index``: an :class:`IndexList` (full mode) or
+        an :class:`IndexPattern` (meta mode)."""
+        self.check(name, dst, dst_addr, self._ub_rows_bytes(index, row_bytes))
+        key = f"gm_to_{dst.name.lower()}"
+        acc = self.indexed_access(name, key, tensor, offset, row_bytes, index, row_stride, False,
+                                  table_rows=table_rows)
+        return self._gm(Pipe.MTE2, name, acc, self.chip.paths[key].latency_cycles)
+
+    def store_gm_rows(self, src_addr: int, tensor: str, offset: int, row_bytes: int, index, *,
+                      row_stride: int | None = None, table_rows: int | None = None, atomic_add: str | None = None,
+                      name: str | None = None) -> int:
+        """MTE3 scatter: consecutive UB rows to rows ``index[...]`` of a GM table;
+        ``atomic_add=<dtype>`` adds them to what is there (scatter-add, SetAtomicAdd)."""
+        name = name or ("MTE3.scatter_add_rows" if atomic_add else "MTE3.scatter_rows")
+        self.check(name, Buf.UB, src_addr, self._ub_rows_bytes(index, row_bytes))
+        acc = self.indexed_access(name, "ub_to_gm", tensor, offset, row_bytes, index, row_stride, True,
+                                  table_rows=table_rows, atomic=atomic_add)
+        return self._gm(Pipe.MTE3, name, acc, self.chip.paths["ub_to_gm"].latency_cycles)
+
     # ----- MTE1: L1 -> L0A / L0B / BT / FB -----
     def load_l1(self, dst: Buf, dst_addr: int, src_addr: int, nbytes: int, *, load3d: bool = False,
                 transpose: bool = False, name: str | None = None) -> int:
@@ -297,7 +381,6 @@ class ProgramBuilder:
     def mmad(self, m: int, n: int, k: int, dtype: str, *, a_addr: int = 0, b_addr: int = 0, c_addr: int = 0,
              acc_bytes: int = 4, name: str | None = None) -> int:
         """C[m,n] (+)= A[m,k] B[k,n] from L0A/L0B into L0C (fp32/int32 accumulators)."""
-        from ascend_sim.dtypes import get_dtype
         name = name or f"CUBE.mmad_{dtype}"
         d = get_dtype(dtype)
         macs = self.chip.cube.macs_per_cycle.get(d.name)
@@ -358,7 +441,6 @@ class ProgramBuilder:
     def vector(self, op_class: str, dtype: str, n: int, *, addrs: tuple[int, ...] = (0,), name: str | None = None) -> int:
         """A vector instruction over ``n`` elements of ``dtype`` in UB, split into instructions of at
         most ``max_repeat`` 256-byte repeats as the hardware requires. Returns the last index."""
-        from ascend_sim.dtypes import get_dtype
         name = name or f"VECTOR.{op_class}"
         d = get_dtype(dtype)
         v = self.chip.vector
@@ -379,6 +461,85 @@ class ProgramBuilder:
             idx = self._emit(COMPUTE, Pipe.VECTOR, name, r * per_repeat / per_cycle, v.latency_cycles[op_class], None)
             repeats -= r
         return idx
+
+    # ----- VECTOR: instructions costed one by one (vector.instrs: head / cycles per repeat / tail) -----
+    def _vinstr(self, key: str, dtype: str, repeats: int, operands, name: str) -> int:
+        """Emit ``repeats`` repeats of instruction ``key`` in instructions of at most ``max_repeat``
+        repeats: each busy for its repeats x the width's cycles per repeat; its result visible
+        head + tail cycles later (the head is paid after a barrier empties the queue)."""
+        v = self.chip.vector
+        cost = v.instrs.get(key)
+        if cost is None:
+            raise ISAError(f"{self._where(name)}: the vector unit of {self.chip.name} has no {key} "
+                           f"(it has {', '.join(v.instrs)})")
+        d = get_dtype(dtype)
+        for addr, nbytes in operands:
+            self.check(name, Buf.UB, addr, nbytes)
+        per = cost["b32" if d.bits >= 32 else "b16"]
+        lat = cost["head_latency"] + cost["tail_latency"]
+        repeats = max(1, repeats)
+        idx = -1
+        while repeats > 0:
+            r = min(repeats, v.max_repeat)
+            idx = self._emit(COMPUTE, Pipe.VECTOR, name, r * per, lat, None)
+            repeats -= r
+        return idx
+
+    def _repeats(self, dtype: str, n: int) -> int:
+        return max(1, _ceil(get_dtype(dtype).nbytes(n), self.chip.vector.repeat_bytes))
+
+    def vgather(self, dtype: str, n: int, *, dst_addr: int, offsets_addr: int, src_addr: int, src_bytes: int,
+                name: str = "VECTOR.vgather") -> int:
+        """dst[j] = UB[src_addr + offsets[j]] for n elements: uint32 byte offsets; one repeat per
+        256 bytes of output."""
+        ops = [(dst_addr, get_dtype(dtype).nbytes(n)), (offsets_addr, get_dtype("int32").nbytes(n)),
+               (src_addr, src_bytes)]
+        return self._vinstr("vgather", dtype, self._repeats(dtype, n), ops, name)
+
+    def vcmp(self, dtype: str, n: int, *, a_addr: int, b_addr: int, mask_addr: int,
+             name: str = "VECTOR.vcmp") -> int:
+        """A bit mask of an elementwise comparison of two n-element vectors."""
+        nb = get_dtype(dtype).nbytes(n)
+        ops = [(a_addr, nb), (b_addr, nb), (mask_addr, _ceil(n, 8))]
+        return self._vinstr("vcmp", dtype, self._repeats(dtype, n), ops, name)
+
+    def vsel(self, dtype: str, n: int, *, mask_addr: int, a_addr: int, b_addr: int, dst_addr: int,
+             name: str = "VECTOR.vsel") -> int:
+        """dst = mask ? a : b for n elements."""
+        nb = get_dtype(dtype).nbytes(n)
+        ops = [(mask_addr, _ceil(n, 8)), (a_addr, nb), (b_addr, nb), (dst_addr, nb)]
+        return self._vinstr("vsel", dtype, self._repeats(dtype, n), ops, name)
+
+    def _sort_dtype(self, name: str, dtype: str):
+        d = get_dtype(dtype)
+        if not (d.is_float and d.bits in (16, 32)):
+            raise ISAError(f"{self._where(name)}: sorts take 16- or 32-bit floats, got {d.name}")
+        return d
+
+    def vsort32(self, dtype: str, n: int, *, src_addr: int, idx_addr: int, dst_addr: int,
+                name: str = "VECTOR.sort32") -> int:
+        """VBS: sort n values (descending) with their uint32 indices, region by region of
+        ``vector.sort_region_elems``; the output is one sorted list of (value, index) structures
+        of ``vector.sort_pair_bytes`` per region (a partial region costs a whole one)."""
+        d = self._sort_dtype(name, dtype)
+        v = self.chip.vector
+        regions = max(1, _ceil(n, v.sort_region_elems))
+        e = regions * v.sort_region_elems
+        ops = [(src_addr, d.nbytes(e)), (idx_addr, get_dtype("int32").nbytes(e)), (dst_addr, e * v.sort_pair_bytes)]
+        return self._vinstr("sort32", dtype, regions, ops, name)
+
+    def vmrgsort4(self, dtype: str, lengths, *, src_addrs, dst_addr: int, name: str = "VECTOR.mrgsort4") -> int:
+        """VMS: merge 2..``vector.merge_ways`` sorted lists of (value, index) structures
+        (``lengths[i]`` of them at ``src_addrs[i]``) into one; one repeat per region of output."""
+        self._sort_dtype(name, dtype)
+        v = self.chip.vector
+        lengths, src_addrs = tuple(int(x) for x in lengths), tuple(src_addrs)
+        if not 2 <= len(lengths) <= v.merge_ways or len(src_addrs) != len(lengths) or min(lengths) < 1:
+            raise ISAError(f"{self._where(name)}: merges 2 to {v.merge_ways} non-empty lists (one address each), "
+                           f"got lengths {lengths} at {len(src_addrs)} addresses")
+        total = sum(lengths)
+        ops = [(a, k * v.sort_pair_bytes) for a, k in zip(src_addrs, lengths)] + [(dst_addr, total * v.sort_pair_bytes)]
+        return self._vinstr("mrgsort4", dtype, _ceil(total, v.sort_region_elems), ops, name)
 
     def ub_copy(self, dst_addr: int, src_addr: int, nbytes: int, *, name: str = "VECTOR.ub_copy") -> int:
         self.check(name, Buf.UB, src_addr, nbytes)

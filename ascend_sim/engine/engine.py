@@ -287,14 +287,8 @@ class Engine:
         dm.active[task.id] = mine
         try:
             if plan.core_type == "AI_CPU":
-                core = yield dm.aicpu.get()
-                t = self.cycles(self.chip.runtime.aicpu_task_us) + plan.aicpu_cycles * self.mhz / self.chip.cores.aicpu_mhz
-                st.first = env.now
-                yield env.timeout(t)
-                st.last = env.now
-                st.cores.add(core)
-                dm.aicpu.put(core)
-                st.busy["AICPU"] += t
+                from .aicpu import run_task     # typed work items -> time (engine/aicpu.py)
+                yield from run_task(self, dm, plan, st)
             else:
                 lead = None
                 if self.memoize:
