@@ -42,8 +42,8 @@ from ascend_sim.tensor import TensorMeta
 
 from .base import Args, Op, OpSpec
 from .common import fp32, supports_bf16
-from .templates.elementwise import ElementwiseKernel, ElementwiseTiling, Operand, VectorStep
-from .templates.rows import RowKernel, RowOperand, RowStep, RowTiling
+from .templates.elementwise import ElementwiseKernel, ElementwiseKernelOp, Operand, VectorStep
+from .templates.rows import RowKernel, RowKernelOp, RowOperand, RowStep
 
 FP16_FP32 = (D.float16, D.float32)
 FP16_FP32_BF16 = (D.float16, D.float32, D.bfloat16)
@@ -76,7 +76,7 @@ class ActivationSpec(OpSpec):
     abs_form: bool = False      # FastGelu's |x| form (Atlas training/inference products)
 
 
-class _Elementwise(Op):
+class _Elementwise(ElementwiseKernelOp, Op):
     """An activation y = f(x): same shape, dtype and format as its input.
 
     Subclasses set ``arg`` (the documented name of the input), ``max_dims`` when the page limits
@@ -114,7 +114,7 @@ class _Elementwise(Op):
     def vector_steps(self, spec: ActivationSpec) -> tuple[list[VectorStep], float]:
         """The fp32 compute steps per element and the fp32 scratch bytes per element they need."""
 
-    def kernel(self, spec: ActivationSpec) -> ElementwiseKernel:
+    def kernel(self, spec: ActivationSpec, chip) -> ElementwiseKernel:
         item = spec.dtype.itemsize
         steps, scratch = self.vector_steps(spec)
         flops = sum(s.passes for s in steps)
@@ -124,12 +124,6 @@ class _Elementwise(Op):
             scratch += D.float32.itemsize
         return ElementwiseKernel(spec.storage_numel, (Operand(self.arg, item),), (Operand("out0", item),),
                                  tuple(steps), scratch, flops)
-
-    def default_tiling(self, spec: ActivationSpec, chip) -> ElementwiseTiling:
-        return self.kernel(spec).default_tiling(chip)
-
-    def plan(self, spec: ActivationSpec, chip, tiling: ElementwiseTiling):
-        return self.kernel(spec).plan(self.name, chip, tiling)
 
 
 def _fast_gelu_steps(abs_form: bool) -> tuple[list[VectorStep], float]:
@@ -273,7 +267,7 @@ class SwigluSpec(OpSpec):
     half: int                   # elements of each half (A, B) of a row
 
 
-class NpuSwiglu(Op):
+class NpuSwiglu(RowKernelOp, Op):
     name = "npu_swiglu"
 
     def infer(self, a: Args, chip) -> SwigluSpec:
@@ -318,12 +312,6 @@ class NpuSwiglu(Op):
         # in runs of at least a burst (see _row_split)
         return RowKernel(spec.rows * pieces, cols, (RowOperand("input", item, "row", cols=2 * cols),),
                          (RowOperand("out0", item, "row"),), tuple(steps), temps_bytes=scratch, flops_per_elem=flops)
-
-    def default_tiling(self, spec: SwigluSpec, chip) -> RowTiling:
-        return self.kernel(spec, chip).default_tiling(chip)
-
-    def plan(self, spec: SwigluSpec, chip, tiling: RowTiling):
-        return self.kernel(spec, chip).plan(self.name, chip, tiling)
 
 
 OPS = (FastGelu(), NpuFastGelu(), NpuGelu(), NpuSilu(), NpuSwiglu(), NpuMish())

@@ -17,7 +17,7 @@ from ascend_sim import formats as F
 from ascend_sim.tensor import TensorMeta
 
 from .base import Args, Op, OpSpec
-from .templates.elementwise import ElementwiseTiling, Operand, VectorStep, default_tiling, elementwise_plan
+from .templates.elementwise import ElementwiseKernel, ElementwiseKernelOp, Operand, VectorStep
 
 _FLOATS = (D.float16, D.bfloat16, D.float32)
 _ALLOWED = _FLOATS + (D.int32, D.int64, D.int16, D.int8, D.uint8)
@@ -32,7 +32,7 @@ class BinarySpec(OpSpec):
     alpha: float = 1.0
 
 
-class _Binary(Op):
+class _Binary(ElementwiseKernelOp, Op):
     ufunc = None
 
     def infer(self, a: Args, chip) -> BinarySpec:
@@ -58,21 +58,13 @@ class _Binary(Op):
             return (D.cast(r, spec.outputs[0].dtype),)
         return (self.ufunc(x, y * spec.alpha).astype(spec.outputs[0].dtype.np_dtype),)
 
-    def _kernel(self, spec: BinarySpec):
+    def kernel(self, spec: BinarySpec, chip) -> ElementwiseKernel:
         # a broadcast operand is re-read per tile of the output: charge it at the output's size
-        ins = [Operand("self", spec.itemsize), Operand("other", spec.itemsize)]
-        steps = [VectorStep("binary", spec.work)]
+        ins = (Operand("self", spec.itemsize), Operand("other", spec.itemsize))
+        steps = (VectorStep("binary", spec.work),)
         if spec.widen:
-            steps = [VectorStep("unary", spec.work)] * 2 + steps + [VectorStep("unary", spec.work)]
-        return ins, [Operand("out0", spec.itemsize)], steps
-
-    def default_tiling(self, spec: BinarySpec, chip) -> ElementwiseTiling:
-        ins, outs, steps = self._kernel(spec)
-        return default_tiling(chip, spec.numel, ins, outs, alias_output=not steps)
-
-    def plan(self, spec: BinarySpec, chip, tiling: ElementwiseTiling):
-        ins, outs, steps = self._kernel(spec)
-        return elementwise_plan(self.name, chip, spec.numel, ins, outs, steps, tiling=tiling, flops_per_elem=1.0)
+            steps = (VectorStep("unary", spec.work),) * 2 + steps + (VectorStep("unary", spec.work),)
+        return ElementwiseKernel(spec.numel, ins, (Operand("out0", spec.itemsize),), steps, flops_per_elem=1.0)
 
 
 class Add(_Binary):

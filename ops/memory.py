@@ -17,6 +17,7 @@ Semantics follow torch_npu (FormatCastKernelNpu, CopyMemoryKernel, CastKernelNpu
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,9 +25,10 @@ from ascend_sim import dtypes as D
 from ascend_sim import formats as F
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, LegacyOp as Op
-from .templates.elementwise import Operand, VectorStep, elementwise_plan
-from .templates.transdata import transdata_plan
+from .base import Args, Op, OpSpec
+from .templates.elementwise import ElementwiseKernel, ElementwiseKernelOp, Operand, VectorStep
+from .templates.transdata import TransDataTiling, transdata_plan
+from .templates.transdata import default_tiling as transdata_tiling
 
 BASE_FORMATS = (F.Format.ND, F.Format.NCHW, F.Format.NHWC, F.Format.NCDHW)
 
@@ -35,13 +37,20 @@ def _bases_compatible(src: F.Format, dst: F.Format) -> bool:
     return src in BASE_FORMATS and dst in BASE_FORMATS
 
 
+@dataclass(frozen=True, kw_only=True)
+class FormatCastSpec(OpSpec):
+    src: TensorMeta
+    dst_name: str          # the plan's name of the tensor written ("input" for the in-place op)
+
+
 class NpuFormatCast(Op):
     name = "npu_format_cast"
+    inplace_op = False
 
     def target(self, a: Args) -> F.Format:
         return F.get_format(a.acl_format, what=f"{self.name}: argument 'acl_format'")
 
-    def check(self, a: Args) -> F.Format:
+    def infer(self, a: Args, chip) -> FormatCastSpec:
         x = self.tensor(a, "input")
         fmt = self.target(a)
         F.check_shape(fmt, x.shape, what=f"{self.name}: argument 'input' for acl_format {fmt.name}")
@@ -52,42 +61,27 @@ class NpuFormatCast(Op):
         idt = a.get("input_dtype")
         if idt is not None and self.dtype_arg(a, "input_dtype") is not x.dtype:
             raise self.fail("input_dtype", f"must be None or the input's dtype ({x.dtype.name})")
-        return fmt
+        # the same format returns the input; base -> base relabels it in place; else a TransData kernel
+        transdata = fmt != x.format and not _bases_compatible(x.format, fmt)
+        return FormatCastSpec(outputs=(TensorMeta(x.shape, x.dtype, fmt),),
+                              inplace=("input",) if self.inplace_op or not transdata else (),
+                              device_work=transdata, attrs=(("src_format", x.format.name), ("dst_format", fmt.name)),
+                              src=x.meta, dst_name="input" if self.inplace_op else "out0")
 
-    def mode(self, a: Args) -> str:
-        """'same' (returns the input), 'relabel' (base -> base, in place), or 'transdata'."""
-        x, fmt = a.input, self.target(a)
-        if fmt == x.format:
-            return "same"
-        if _bases_compatible(x.format, fmt):
-            return "relabel"
-        return "transdata"
-
-    def infer(self, a: Args, chip):
-        fmt = self.check(a)
-        x = a.input
-        return (TensorMeta(x.shape, x.dtype, fmt),)
-
-    def inplace_target(self, a: Args) -> str | None:
-        return "input" if self.inplace or self.mode(a) != "transdata" else None
-
-    def plan(self, a: Args, outs, chip):
-        dst = "input" if self.inplace else "out0"
-        return transdata_plan(a.input.meta, outs[0], chip, name=self.name, src_name="input", dst_name=dst)
-
-    def device_work(self, a: Args) -> bool:
-        return self.mode(a) == "transdata"
-
-    def compute(self, a: Args, outs):
+    def compute(self, spec: FormatCastSpec, a: Args):
         return (a.input.data.copy(),)
 
-    def attrs(self, a: Args) -> dict:
-        return {"src_format": a.input.format.name, "dst_format": self.target(a).name}
+    def default_tiling(self, spec: FormatCastSpec, chip) -> TransDataTiling:
+        return transdata_tiling(spec.src, spec.outputs[0], chip)
+
+    def plan(self, spec: FormatCastSpec, chip, tiling: TransDataTiling):
+        return transdata_plan(spec.src, spec.outputs[0], chip, name=self.name, src_name="input",
+                              dst_name=spec.dst_name, tiling=tiling)
 
 
 class NpuFormatCastInplace(NpuFormatCast):
     name = "npu_format_cast_"
-    inplace = "input"
+    inplace_op = True
 
     def target(self, a: Args) -> F.Format:
         src = a.src
@@ -96,17 +90,18 @@ class NpuFormatCastInplace(NpuFormatCast):
         return F.get_format(src, what=f"{self.name}: argument 'src'")
 
 
-class CopyMemory(Op):
+@dataclass(frozen=True, kw_only=True)
+class StreamSpec(OpSpec):
+    """An elementwise stream over storage: ``n`` elements, read as ``src_dtype``."""
+
+    n: int
+    src_dtype: D.DType
+
+
+class CopyMemory(ElementwiseKernelOp, Op):
     name = "copy_memory_"
-    inplace = "self"
 
-    def counts(self, a: Args) -> tuple[int, int]:
-        dst, src = a.self, a.src
-        dst_storage = math.prod(dst.storage_shape)
-        n = dst_storage if F.is_fractal(dst.format) else min(dst.numel, dst_storage)
-        return n, math.prod(src.storage_shape)
-
-    def infer(self, a: Args, chip):
+    def infer(self, a: Args, chip) -> StreamSpec:
         dst = self.tensor(a, "self")
         src = self.tensor(a, "src")
         if src.dtype is not dst.dtype:
@@ -115,28 +110,28 @@ class CopyMemory(Op):
         if src.device is not None and dst.device is not None and src.device is not dst.device:
             raise self.fail("src", f"must be on the same device as self (npu:{dst.device.index}), "
                                    f"got npu:{src.device.index}")
-        n, avail = self.counts(a)
+        dst_storage = math.prod(dst.storage_shape)
+        n = dst_storage if F.is_fractal(dst.format) else min(dst.numel, dst_storage)
+        avail = math.prod(src.storage_shape)
         if avail < n:
             raise self.fail("src", f"holds {avail} storage elements, fewer than the {n} that 'self' copies "
                                    "(copy_memory_ copies raw storage, without shape checks)")
-        return (dst.meta,)
+        return StreamSpec(outputs=(dst.meta,), inplace=("self",), n=n, src_dtype=src.dtype)
 
-    def compute(self, a: Args, outs):
+    def compute(self, spec: StreamSpec, a: Args):
         dst, src = a.self, a.src
-        n, _ = self.counts(a)
         src_flat = F.to_storage(src.data, src.format, src.dtype).reshape(-1)
         dst_flat = F.to_storage(dst.data, dst.format, dst.dtype).reshape(-1)
-        dst_flat[:n] = src_flat[:n]
+        dst_flat[:spec.n] = src_flat[:spec.n]
         storage = dst_flat.reshape(dst.storage_shape)
         return (F.from_storage(storage, dst.format, dst.shape, dst.dtype),)
 
-    def plan(self, a: Args, outs, chip):
-        n, _ = self.counts(a)
-        item = a.self.dtype.itemsize
-        return elementwise_plan(self.name, chip, n, [Operand("src", item)], [Operand("self", item)], [])
+    def kernel(self, spec: StreamSpec, chip) -> ElementwiseKernel:
+        item = spec.src_dtype.itemsize
+        return ElementwiseKernel(spec.n, (Operand("src", item),), (Operand("self", item),))
 
 
-class NpuDtypeCast(Op):
+class NpuDtypeCast(ElementwiseKernelOp, Op):
     name = "npu_dtype_cast"
 
     def source(self, a: Args) -> tuple[D.DType, tuple[int, ...]]:
@@ -154,46 +149,40 @@ class NpuDtypeCast(Op):
         raise self.fail("input_dtype", f"{idt.name} cannot be read from a {x.dtype.name} tensor "
                                        "(only int32 words holding packed int4 are reinterpreted)")
 
-    def infer(self, a: Args, chip):
+    def infer(self, a: Args, chip) -> StreamSpec:
         x = self.tensor(a, "input")
         dst = self.dtype_arg(a, "dtype")
         src_dtype, shape = self.source(a)
         # Cast keeps the storage format; a reinterpreted (packed) input comes out in ND.
-        fmt = x.format if src_dtype is x.dtype else F.Format.ND
-        return (TensorMeta(shape, dst, fmt),)
+        out = TensorMeta(shape, dst, x.format if src_dtype is x.dtype else F.Format.ND)
+        return StreamSpec(outputs=(out,), attrs=(("dst_dtype", dst.name),), n=math.prod(out.storage_shape),
+                          src_dtype=src_dtype)
 
-    def compute(self, a: Args, outs):
+    def compute(self, spec: StreamSpec, a: Args):
         x = a.input
-        src_dtype, _ = self.source(a)
-        data = D.unpack_int4(x.data) if src_dtype is D.int4 and x.dtype is D.int32 else x.data
-        return (D.cast(data, outs[0].dtype),)
+        data = D.unpack_int4(x.data) if spec.src_dtype is D.int4 and x.dtype is D.int32 else x.data
+        return (D.cast(data, spec.outputs[0].dtype),)
 
-    def plan(self, a: Args, outs, chip):
-        src_dtype, _ = self.source(a)
-        n = math.prod(outs[0].storage_shape)
-        wide = src_dtype if src_dtype.bits >= outs[0].dtype.bits else outs[0].dtype
-        return elementwise_plan(self.name, chip, n, [Operand("input", src_dtype.itemsize)],
-                                [Operand("out0", outs[0].dtype.itemsize)], [VectorStep("unary", wide.name)])
-
-    def attrs(self, a: Args) -> dict:
-        return {"dst_dtype": self.dtype_arg(a, "dtype").name}
+    def kernel(self, spec: StreamSpec, chip) -> ElementwiseKernel:
+        dst = spec.outputs[0].dtype
+        wide = spec.src_dtype if spec.src_dtype.bits >= dst.bits else dst
+        return ElementwiseKernel(spec.n, (Operand("input", spec.src_dtype.itemsize),), (Operand("out0", dst.itemsize),),
+                                 (VectorStep("unary", wide.name),))
 
 
-class One(Op):
+class One(ElementwiseKernelOp, Op):
     name = "one_"
-    inplace = "self"
 
-    def infer(self, a: Args, chip):
+    def infer(self, a: Args, chip) -> StreamSpec:
         x = self.tensor(a, "self")
-        return (x.meta,)
+        return StreamSpec(outputs=(x.meta,), inplace=("self",), n=math.prod(x.storage_shape), src_dtype=x.dtype)
 
-    def compute(self, a: Args, outs):
+    def compute(self, spec: StreamSpec, a: Args):
         return (np.ones(a.self.shape, dtype=a.self.dtype.np_dtype),)
 
-    def plan(self, a: Args, outs, chip):
-        t = a.self
-        return elementwise_plan(self.name, chip, math.prod(t.storage_shape), [], [Operand("self", t.dtype.itemsize)],
-                                [VectorStep("unary", t.dtype.name)])
+    def kernel(self, spec: StreamSpec, chip) -> ElementwiseKernel:
+        d = spec.src_dtype
+        return ElementwiseKernel(spec.n, (), (Operand("self", d.itemsize),), (VectorStep("unary", d.name),))
 
 
 OPS = (NpuFormatCast(), NpuFormatCastInplace(), CopyMemory(), NpuDtypeCast(), One())

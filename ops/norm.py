@@ -48,7 +48,7 @@ from ascend_sim.tensor import TensorMeta
 
 from .base import Args, Op, OpSpec
 from .common import fp32, is_310p, supports_bf16
-from .templates.rows import RowKernel, RowOperand, RowStep, RowTiling
+from .templates.rows import RowKernel, RowKernelOp, RowOperand, RowStep, RowTiling
 
 FP16_FP32 = (D.float16, D.float32)
 FP16_FP32_BF16 = (D.float16, D.float32, D.bfloat16)
@@ -102,21 +102,18 @@ class NormSpec(OpSpec):
     swish_scale: float = 1.0
 
 
-class _RowNorm(Op):
+class _RowNorm(RowKernelOp, Op):
     """A norm's row kernel: statistics and normalisation per row. A row too long for UB is streamed
     twice (statistics, then normalise); the template runs every step on every pass, so each step is
     given 1/passes of its work there: the vector unit then does each step's work once in total, as
     the kernel does."""
 
     @abc.abstractmethod
-    def kernel(self, spec: NormSpec) -> RowKernel:
+    def kernel(self, spec: NormSpec, chip) -> RowKernel:
         """The row kernel with each step's whole work."""
 
-    def default_tiling(self, spec: NormSpec, chip) -> RowTiling:
-        return self.kernel(spec).default_tiling(chip)
-
     def plan(self, spec: NormSpec, chip, tiling: RowTiling):
-        k = self.kernel(spec)
+        k = self.kernel(spec, chip)
         if tiling.col_chunk < k.cols:
             k = replace(k, steps=tuple(replace(s, count=s.count / STATS_PASSES) for s in k.steps))
         return k.plan(self.name, chip, tiling)
@@ -167,7 +164,7 @@ class NpuRmsNorm(_RowNorm):
         y = x * rstd[:, None] * fp32(a.gamma.data).reshape(1, cols)
         return D.cast(y.reshape(outs[0].shape), outs[0].dtype), rstd.reshape(outs[1].shape)
 
-    def kernel(self, spec: NormSpec) -> RowKernel:
+    def kernel(self, spec: NormSpec, chip) -> RowKernel:
         xd, xi = spec.dtype, spec.dtype.itemsize
         # one fp32 working row: x (widened, for 16-bit x), then x^2 for the sum; x is widened again
         # from its input buffer to normalise
@@ -248,7 +245,7 @@ class NpuLayerNormEval(_RowNorm):
             y = y + fp32(a.bias.data).reshape(1, cols)
         return (D.cast(y.reshape(out.shape), out.dtype),)
 
-    def kernel(self, spec: NormSpec) -> RowKernel:
+    def kernel(self, spec: NormSpec, chip) -> RowKernel:
         xd = spec.dtype
         inputs = [RowOperand("input", xd.itemsize)]
         steps = _layer_stats_steps(xd)
@@ -346,7 +343,7 @@ class _GroupNormSwish(_RowNorm):
         return (D.cast(out.reshape(spec.outputs[0].shape), dt), D.cast(mean.reshape(n, groups), dt),
                 D.cast(rstd.reshape(n, groups), dt))
 
-    def kernel(self, spec: NormSpec) -> RowKernel:
+    def kernel(self, spec: NormSpec, chip) -> RowKernel:
         xd, xi = spec.dtype, spec.dtype.itemsize
         per_group = spec.channels // spec.groups
         inputs = [RowOperand("input", xi)] + [RowOperand(arg, item, "shared", cols=spec.channels)

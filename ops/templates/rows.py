@@ -118,6 +118,21 @@ class RowKernel:
                         flops_per_elem=self.flops_per_elem)
 
 
+class RowKernelOp:
+    """Mixin for an op (``Op`` subclass) whose main kernel is one row kernel: it defines
+    ``kernel(spec, chip) -> RowKernel``; its default tiling and its plan under any tiling both
+    come from that description."""
+
+    def kernel(self, spec, chip) -> RowKernel:
+        raise NotImplementedError
+
+    def default_tiling(self, spec, chip) -> RowTiling:
+        return self.kernel(spec, chip).default_tiling(chip)
+
+    def plan(self, spec, chip, tiling: RowTiling | None = None):
+        return self.kernel(spec, chip).plan(self.name, chip, tiling)
+
+
 def _cols(op: RowOperand, cols: int) -> int:
     return 1 if op.kind == "per_row" else (op.cols if op.cols is not None else cols)
 
