@@ -31,7 +31,7 @@ NOT_BUILT = {
     'npu_moe_re_routing', 'npu_multi_head_attention', 'npu_nms_rotated', 'npu_nms_v4',
     'npu_nms_with_mask', 'npu_one_hot', 'npu_pad',
     'npu_ps_roi_pooling', 'npu_ptiou', 'npu_quant_scatter', 'npu_quant_scatter_',
-    'npu_quantize', 'npu_random_choice_with_mask', 'npu_reshape', 'npu_roi_align',
+    'npu_quantize', 'npu_reshape', 'npu_roi_align',
     'npu_rotated_iou', 'npu_rotated_overlaps',
     'npu_scatter_nd_update', 'npu_scatter_nd_update_', 'npu_sign_bits_pack', 'npu_sign_bits_unpack',
     'npu_slice', 'npu_softmax_cross_entropy_with_logits', 'npu_sort_v2',
