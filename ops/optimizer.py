@@ -38,7 +38,7 @@ from ascend_sim.tensor import NPUTensor
 
 from .base import Args, Op, OpSpec
 from .common import fp32
-from .templates.elementwise import ElementwiseTiling, Operand, VectorStep, default_tiling, elementwise_plan
+from .templates.elementwise import ElementwiseKernel, ElementwiseKernelOp, Operand, VectorStep
 
 _DTYPES = (D.float16, D.float32)
 _SCALARS = ("beta1_power", "beta2_power", "lr", "beta1", "beta2", "epsilon")
@@ -59,7 +59,7 @@ class ApplyAdamSpec(OpSpec):
     nesterov: bool
 
 
-class NpuApplyAdam(Op):
+class NpuApplyAdam(ElementwiseKernelOp, Op):
     name = "npu_apply_adam"
 
     def infer(self, a: Args, chip) -> ApplyAdamSpec:
@@ -109,9 +109,9 @@ class NpuApplyAdam(Op):
         return tuple(D.cast(x, s.dtype) for x in (var_t, m_t, v_t))
 
     # ----- the kernel -----
-    def _kernel(self, s: ApplyAdamSpec):
+    def kernel(self, s: ApplyAdamSpec, chip) -> ElementwiseKernel:
         item = s.dtype.itemsize
-        state = [Operand(f"out[{i}]", item) for i in range(3)]
+        state = tuple(Operand(f"out[{i}]", item) for i in range(3))
         w = "float32"
         # m: sub, muls, add; v: mul, sub, muls, add; var: sqrt, adds, muls, div, sub (+ muls, muls, add: nesterov)
         steps = [VectorStep("binary", w), VectorStep("unary", w), VectorStep("binary", w),
@@ -123,16 +123,8 @@ class NpuApplyAdam(Op):
         flops = float(len(steps))          # one flop per element per arithmetic step
         if s.dtype is not D.float32:      # cast var, m, v, grad up and var, m, v down
             steps = [VectorStep("unary", w, passes=4)] + steps + [VectorStep("unary", w, passes=3)]
-        return state + [Operand("grad", item)], state, steps, _FP32_TEMPS * D.float32.itemsize, flops
-
-    def default_tiling(self, s: ApplyAdamSpec, chip) -> ElementwiseTiling:
-        ins, outs, steps, temps, _ = self._kernel(s)
-        return default_tiling(chip, s.numel, ins, outs, temps)
-
-    def plan(self, s: ApplyAdamSpec, chip, tiling: ElementwiseTiling):
-        ins, outs, steps, temps, flops = self._kernel(s)
-        return elementwise_plan(self.name, chip, s.numel, ins, outs, steps, temps_bytes=temps, tiling=tiling,
-                                flops_per_elem=flops)
+        return ElementwiseKernel(s.numel, state + (Operand("grad", item),), state, tuple(steps),
+                                 temps_bytes=_FP32_TEMPS * D.float32.itemsize, flops_per_elem=flops)
 
 
 OPS = (NpuApplyAdam(),)
