@@ -26,6 +26,7 @@ host<->device copy model, so the packing is timed as the device kernel CANN also
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,11 +35,13 @@ from ascend_sim import formats as F
 from ascend_sim.isa import Buf, KernelPlan, Pipe, ProgramBuilder
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, LegacyOp as Op
+from .base import Args, Op, OpSpec
 from .common import (  # noqa: F401  (re-exported for the quantised matmuls until they import .common)
-    FP19_KEEP_MASK, FP19_DROPPED_BITS, QUANT_PARAM_FLAG_BIT, OFFSET_SHIFT, OFFSET_FIELD_BITS, OFFSET_MIN, OFFSET_MAX, INT8_MIN, INT8_MAX, QUINT4X2_SCALAR_TYPE, INT4_PER_INT32, fp19_bits, pack_quant_param, quant_param_scale, quant_param_offset, to_int8_saturated, int4_values, as_float32, is_310p)
-from .templates.elementwise import Operand, VectorStep, elementwise_plan
-from .templates.rows import RowOperand, RowStep, row_plan
+    FP19_KEEP_MASK, FP19_DROPPED_BITS, QUANT_PARAM_FLAG_BIT, OFFSET_SHIFT, OFFSET_FIELD_BITS, OFFSET_MIN, OFFSET_MAX,
+    INT8_MIN, INT8_MAX, QUINT4X2_SCALAR_TYPE, INT4_PER_INT32, fp19_bits, pack_quant_param, quant_param_scale,
+    quant_param_offset, to_int8_saturated, int4_values, as_float32, is_310p)
+from .templates.elementwise import ElementwiseKernel, ElementwiseKernelOp, Operand, VectorStep
+from .templates.rows import RowKernel, RowKernelOp, RowOperand, RowStep
 
 # the packed quantisation parameter and int4 helpers live in .common (the quantised matmuls share them)
 # ----- npu_trans_quant_param -----
@@ -56,21 +59,22 @@ def _scalar_kernel_plan(name: str, chip, n: int, loads: list[tuple[str, int, boo
     synchronises every chunk with PIPE_ALL barriers). ``loads``: (tensor, bytes per element,
     per-element?) -- a tensor that is not per-element is one value, read once."""
     b = ProgramBuilder(chip, "AIV")
+    blk = chip.memory.block_bytes
     addr = 0
     for tensor, size, per_elem in loads:
         if not per_elem:
             b.load_gm(Buf.UB, addr, tensor, 0, 1, size)
-            addr += 32
+            addr += blk
     fixed = addr
     per_elem_bytes = sum(size for _, size, pe in loads if pe) + store[1]
-    chunk = max(1, min(n, (chip.buffers.ub - fixed) // per_elem_bytes // 32 * 32))
+    chunk = max(1, min(n, (chip.buffers.ub - fixed) // per_elem_bytes // blk * blk))
     for lo in range(0, n, chunk):
         cnt = min(chunk, n - lo)
         addr = fixed
         for tensor, size, per_elem in loads:
             if per_elem:
                 b.load_gm(Buf.UB, addr, tensor, lo * size, 1, cnt * size)
-                addr += math.ceil(cnt * size / 32) * 32
+                addr += math.ceil(cnt * size / blk) * blk
         b.set_flag(Pipe.MTE2, Pipe.SCALAR, 0)
         b.wait_flag(Pipe.MTE2, Pipe.SCALAR, 0)
         b.scalar(cnt * scalar_ops)
@@ -94,6 +98,13 @@ def trans_quant_param_plan(name: str, chip, n: int, *, scale: str = "scale", sca
         loads.append((offset, 4, offset_len == n and n > 1))
     ops = _SCALAR_OPS_PER_PARAM[round_mode] + (_SCALAR_OPS_PER_OFFSET if offset else 0)
     return _scalar_kernel_plan(name, chip, n, loads, (out, 8), ops)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransQuantParamSpec(OpSpec):
+    scale_len: int
+    offset_len: int | None        # None: no offset
+    round_mode: int
 
 
 class NpuTransQuantParam(Op):
@@ -122,28 +133,26 @@ class NpuTransQuantParam(Op):
             elif offset.shape != scale.shape:
                 raise self.fail("offset", f"shape {offset.shape} must equal scale's shape {scale.shape} when scale "
                                           "is 2-D")
-        if a.get("round_mode") is None:
-            a["round_mode"] = 0
-        self.int_arg(a, "round_mode", lo=0, hi=1)
         return shape
 
-    def infer(self, a: Args, chip):
-        return (TensorMeta(self._shape(a), D.int64),)
-
-    def compute(self, a: Args, outs):
-        shape = outs[0].shape
-        scale = np.broadcast_to(a.scale.data.astype(np.float32), shape)
-        offset = None if a.get("offset") is None else np.broadcast_to(a.offset.data.astype(np.float32), shape)
-        return (pack_quant_param(scale, offset, a.round_mode).reshape(shape),)
-
-    def plan(self, a: Args, outs, chip):
+    def infer(self, a: Args, chip) -> TransQuantParamSpec:
+        shape = self._shape(a)
+        rm = 0 if a.get("round_mode") is None else self.int_arg(a, "round_mode", lo=0, hi=1)
         off = a.get("offset")
-        return trans_quant_param_plan(self.name, chip, outs[0].numel, scale_len=a.scale.numel,
-                                      offset=None if off is None else "offset",
-                                      offset_len=1 if off is None else off.numel, round_mode=int(a.round_mode))
+        return TransQuantParamSpec(outputs=(TensorMeta(shape, D.int64),), attrs=(("round_mode", rm),),
+                                   scale_len=a.scale.numel, offset_len=None if off is None else off.numel,
+                                   round_mode=rm)
 
-    def attrs(self, a: Args) -> dict:
-        return {"round_mode": a.get("round_mode", 0)}
+    def compute(self, spec: TransQuantParamSpec, a: Args):
+        shape = spec.outputs[0].shape
+        scale = np.broadcast_to(a.scale.data.astype(np.float32), shape)
+        offset = None if spec.offset_len is None else np.broadcast_to(a.offset.data.astype(np.float32), shape)
+        return (pack_quant_param(scale, offset, spec.round_mode).reshape(shape),)
+
+    def plan(self, spec: TransQuantParamSpec, chip, tiling=None):
+        return trans_quant_param_plan(self.name, chip, spec.outputs[0].numel, scale_len=spec.scale_len,
+                                      offset=None if spec.offset_len is None else "offset",
+                                      offset_len=spec.offset_len or 1, round_mode=spec.round_mode)
 
 
 # ----- npu_anti_quant -----
@@ -165,7 +174,15 @@ def _anti_quant_src(op: Op, a: Args) -> D.DType:
     return want
 
 
-class NpuAntiQuant(Op):
+@dataclass(frozen=True, kw_only=True)
+class AntiQuantSpec(OpSpec):
+    packed: bool                   # x is int32 words of eight int4 values
+    scale_len: int
+    scale_itemsize: float
+    has_offset: bool
+
+
+class NpuAntiQuant(RowKernelOp, Op):
     name = "npu_anti_quant"
     MAX_RANK = 8
 
@@ -200,40 +217,37 @@ class NpuAntiQuant(Op):
             raise TypeError(f"{self.name}: argument 'dst_dtype' is {dst.name}; allowed: "
                             f"{', '.join(d.name for d in allowed)}")
         shape = x.shape if src is not D.int4 else (*x.shape[:-1], last)
-        return (TensorMeta(shape, dst),)
+        out = TensorMeta(shape, dst)
+        return AntiQuantSpec(outputs=(out,), device_work=out.numel > 0,
+                             attrs=(("dst_dtype", str(a.get("dst_dtype") or "float16")),), packed=x.dtype is D.int32,
+                             scale_len=n, scale_itemsize=scale.dtype.itemsize, has_offset=offset is not None)
 
-    def compute(self, a: Args, outs):
+    def compute(self, spec: AntiQuantSpec, a: Args):
         x = a.x
-        vals = int4_values(x.data) if x.dtype is D.int32 else x.data
+        vals = int4_values(x.data) if spec.packed else x.data
         v = vals.astype(np.float32)
-        if a.get("offset") is not None:
+        if spec.has_offset:
             v = v + as_float32(a.offset)
         v = v * as_float32(a.scale)
-        return (D.cast(v, outs[0].dtype),)
+        return (D.cast(v, spec.outputs[0].dtype),)
 
-    def plan(self, a: Args, outs, chip):
-        out = outs[0]
-        if out.numel == 0:
-            return None
+    def kernel(self, spec: AntiQuantSpec, chip) -> RowKernel:
+        out = spec.outputs[0]
         cols = out.shape[-1] if out.shape else 1
-        rows = out.numel // cols
-        src_item = 0.5 if a.x.dtype is D.int32 else 1.0
-        n = a.scale.shape[0]
-        inputs = [RowOperand("x", src_item), RowOperand("scale", a.scale.dtype.itemsize, "shared", cols=n)]
+        src_item = D.int4.itemsize if spec.packed else D.int8.itemsize
+        n = spec.scale_len
+        inputs = [RowOperand("x", src_item), RowOperand("scale", spec.scale_itemsize, "shared", cols=n)]
         steps = [RowStep("unary", "float32")]                       # widen the integers to fp32
-        if a.get("offset") is not None:
-            inputs.append(RowOperand("offset", a.offset.dtype.itemsize, "shared", cols=n))
+        if spec.has_offset:
+            inputs.append(RowOperand("offset", spec.scale_itemsize, "shared", cols=n))
             steps.append(RowStep("binary", "float32"))              # + offset
         steps += [RowStep("binary", "float32"), RowStep("unary", "float32")]   # * scale, round to dst
-        return row_plan(self.name, chip, rows, cols, inputs, [RowOperand("out0", out.dtype.itemsize)], steps,
-                        temps_bytes=4.0)
-
-    def attrs(self, a: Args) -> dict:
-        return {"dst_dtype": str(a.get("dst_dtype") or "float16")}
+        return RowKernel(out.numel // cols, cols, tuple(inputs), (RowOperand("out0", out.dtype.itemsize),),
+                         tuple(steps), temps_bytes=D.float32.itemsize)
 
 
 # ----- npu_convert_weight_to_int4pack -----
-class NpuConvertWeightToInt4pack(Op):
+class NpuConvertWeightToInt4pack(ElementwiseKernelOp, Op):
     name = "npu_convert_weight_to_int4pack"
 
     def infer(self, a: Args, chip):
@@ -250,17 +264,17 @@ class NpuConvertWeightToInt4pack(Op):
         self.int_arg(a, "inner_k_tiles")                            # reserved, unused by the op
         if w.data is not None and w.data.size and (w.data.min() < -8 or w.data.max() > 7):
             raise self.fail("weight", "every value must lie in the int4 range [-8, 7]")
-        return (TensorMeta((w.shape[0], w.shape[1] // INT4_PER_INT32), D.int32, w.format),)
+        return OpSpec(outputs=(TensorMeta((w.shape[0], w.shape[1] // INT4_PER_INT32), D.int32, w.format),))
 
-    def compute(self, a: Args, outs):
+    def compute(self, spec: OpSpec, a: Args):
         return (D.pack_int4(a.weight.data),)
 
-    def plan(self, a: Args, outs, chip):
-        n = a.weight.numel
+    def kernel(self, spec: OpSpec, chip) -> ElementwiseKernel:
+        word = D.int32.itemsize
         # per value: shift it to its nibble and or it into the word (two integer vector passes)
-        return elementwise_plan(self.name, chip, n, [Operand("weight", 4.0)],
-                                [Operand("out0", 4.0 / INT4_PER_INT32)],
-                                [VectorStep("unary", "int32"), VectorStep("binary", "int32")])
+        return ElementwiseKernel(spec.outputs[0].numel * INT4_PER_INT32, (Operand("weight", word),),
+                                 (Operand("out0", word / INT4_PER_INT32),),
+                                 (VectorStep("unary", "int32"), VectorStep("binary", "int32")))
 
 
 OPS = (NpuTransQuantParam(), NpuAntiQuant(), NpuConvertWeightToInt4pack())

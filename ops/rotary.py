@@ -27,15 +27,15 @@ Timing: a row kernel (templates/rows.py). x is viewed as rows x cols with its la
 each row; the cos/sin tables are "shared" operands when they are the same for every row, and
 otherwise "row" operands of D elements per row. The row template addresses a "row" operand as
 if it had one row per x row; when cos/sin broadcast over an axis inside the rows' range (e.g.
-1S1D tables for a BSND input with B > 1), :func:`remap_table_rows` points each load at the table
-row it really reads. With a ``rotate`` matrix, a cube matmul kernel first writes ``x @ rotate``
+1S1D tables for a BSND input with B > 1), the operand's row map (templates/tables.py) points
+each load at the table row it really reads. With a ``rotate`` matrix, a cube matmul kernel first writes ``x @ rotate``
 into the output buffer (used as scratch), and the row kernel reads it back. r1/r2 of another
 dtype than the input cost a Cast kernel each before the rope kernel, as the adapter runs them.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,13 +43,15 @@ from ascend_sim import dtypes as D
 from ascend_sim import formats as F
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, LegacyOp as Op
+from .base import Args, Op, OpSpec
+from .common import fp32
+from .templates.elementwise import ElementwiseKernel, VectorStep
 from .templates.elementwise import Operand as EOperand
-from .templates.elementwise import VectorStep, elementwise_plan
 from .templates.matmul import MatmulProblem
 from .templates.matmul import Operand as MatmulOperand
 from .templates.matmul import matmul_plan
-from .templates.rows import RowOperand, RowStep, row_plan
+from .templates.rows import RowKernel, RowKernelOp, RowOperand, RowStep
+from .templates.tables import TableView, table_row_view
 
 HALF, INTERLEAVE = "half", "interleave"
 ROTARY_MODES = (HALF, INTERLEAVE)
@@ -73,95 +75,8 @@ INTERLEAVE_ROPE_HEAD_DIM = 64
 
 
 # ----------------------------------------------------------------------------------------------
-# Broadcast tables (cos/sin, masks) in a row kernel
-# ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TableView:
-    """How a row kernel sees x and a table that broadcasts against it along x's leading axes.
-
-    ``rows`` x ``cols`` is x; the table is ``kind`` "shared" (``table_cols`` elements used by
-    every row) or "row" (``table_cols`` elements per row). For "row" tables ``row_dims`` are the
-    sizes of x's axes that make up the rows (outer first) and ``table_strides`` how many table
-    rows one step along each advances (0 for an axis the table broadcasts over)."""
-
-    rows: int
-    cols: int
-    kind: str
-    table_cols: int
-    row_dims: tuple[int, ...] = ()
-    table_strides: tuple[int, ...] = ()
-
-    @property
-    def table_rows(self) -> int:
-        return math.prod(n for n, s in zip(self.row_dims, self.table_strides) if s)
-
-    @property
-    def needs_remap(self) -> bool:
-        """True when the table is indexed other than one table row per x row."""
-        return self.kind == "row" and self.table_rows != self.rows
-
-
-def table_row_view(x_shape, t_shape, *, shared_min_rows: int | None = None) -> TableView:
-    """The row view of ``x_shape`` for a table ``t_shape`` of the same rank whose last axis equals
-    x's and whose other axes are x's or 1. With ``shared_min_rows``, a table that is the same for
-    every row of a view with at least that many rows is made a "shared" operand (loaded once per
-    block instead of once per row); otherwise the rows run up to the table's innermost varying axis,
-    so that each row carries its own D-element piece of the table."""
-    *lead, d = (int(n) for n in x_shape)
-    numel = math.prod(x_shape)
-    axes = [(n, int(t) == n) for n, t in zip(lead, t_shape[:-1]) if n != 1]   # size-1 axes index nothing
-    if not any(v for _, v in axes):
-        return TableView(max(1, numel // d), d, "shared", d)
-    if shared_min_rows is not None:
-        k = next(i for i, (_, v) in enumerate(axes) if v)           # leading broadcast axes
-        outer = math.prod(n for n, _ in axes[:k])
-        if k and all(v for _, v in axes[k:]) and outer >= shared_min_rows:
-            return TableView(outer, numel // outer, "shared", math.prod(t_shape))
-    last = max(i for i, (_, v) in enumerate(axes) if v)
-    row_axes = axes[:last + 1]
-    strides, step = [], 1
-    for n, v in reversed(row_axes):
-        strides.append(step if v else 0)
-        step *= n if v else 1
-    rows = math.prod(n for n, _ in row_axes)
-    return TableView(rows, numel // rows, "row", d, tuple(n for n, _ in row_axes), tuple(reversed(strides)))
-
-
-def remap_table_rows(plan, tensor: str, itemsize: float, view: TableView) -> None:
-    """Point a row plan's loads of a broadcast table at the table rows they really read.
-
-    The row template addresses a "row" operand at x's row index; a table that repeats along an
-    axis inside the row range has fewer rows. Each load's first row is mapped through the axes;
-    a load whose rows run past the end of the innermost axis (where the real kernel would wrap
-    around to the table's first row) is slid back so that it stays inside the table. Bytes and
-    path cycles are unchanged: only which L2/HBM lines the load touches."""
-    if not view.needs_remap:
-        return
-    row_bytes = int(round(view.table_cols * itemsize))
-    t_rows = view.table_rows
-    for block in plan.blocks:
-        for prog in block:
-            for i, acc in enumerate(prog.accesses):
-                if acc.tensor != tensor:
-                    continue
-                row, intra = divmod(acc.offset, row_bytes)
-                t_row = 0
-                for n, s in zip(reversed(view.row_dims), reversed(view.table_strides)):
-                    row, idx = divmod(row, n)
-                    t_row += idx * s
-                # the access may cover several table rows in one run (contiguous rows are merged)
-                span_rows = -(-(intra + (acc.rows - 1) * acc.stride + acc.row_bytes) // row_bytes)
-                t_row = min(t_row, max(0, t_rows - span_rows))
-                prog.accesses[i] = replace(acc, offset=t_row * row_bytes + intra)
-
-
-# ----------------------------------------------------------------------------------------------
 # Shared pieces of both ops
 # ----------------------------------------------------------------------------------------------
-def _f32(a: np.ndarray) -> np.ndarray:
-    return np.asarray(a).astype(np.float32)
-
-
 def rotate_half(x: np.ndarray) -> np.ndarray:
     """concat(-x2, x1) of the two halves of the last axis."""
     h = x.shape[-1] // 2
@@ -209,10 +124,48 @@ def rope_temps_bytes(x_dtype: D.DType) -> float:
     return working / 2
 
 
+@dataclass(frozen=True, kw_only=True)
+class RopeSpec(OpSpec):
+    """A rope call: x's and the tables' shapes, their dtypes, how x is rotated."""
+
+    dtype: D.DType
+    x_shape: tuple[int, ...]
+    table_shape: tuple[int, ...]
+    table_dtypes: tuple[D.DType, D.DType] = ()
+    mode: str = HALF
+    rotate_dtype: D.DType | None = None      # npu_rotary_mul's rotate matrix, when given
+
+    def view(self, chip) -> TableView:
+        return table_row_view(self.x_shape, self.table_shape, shared_min_rows=chip.vector_cores)
+
+
+class _Rope(RowKernelOp, Op):
+    """A rope op's row kernel over x and its two tables (the last of its kernels)."""
+
+    tables: tuple[str, str]
+    x_arg: str
+
+    def kernel(self, spec: RopeSpec, chip) -> RowKernel:
+        view = spec.view(chip)
+        dt = spec.dtype
+        inputs, steps, temps = self.rope_inputs(spec)
+        inputs += [view.operand(name, dt.itemsize) for name in self.tables]
+        return RowKernel(view.rows, view.cols, tuple(inputs), (RowOperand("out0", dt.itemsize),),
+                         tuple(steps + rope_row_steps(dt, view, self.rotation(spec))), temps_bytes=temps,
+                         flops_per_elem=3)
+
+    def rope_inputs(self, spec: RopeSpec) -> tuple[list[RowOperand], list[RowStep], float]:
+        """x's operands, the vector steps before the rope's, and the UB scratch per element."""
+        return [RowOperand(self.x_arg, spec.dtype.itemsize)], [], rope_temps_bytes(spec.dtype)
+
+    def rotation(self, spec: RopeSpec) -> str | None:
+        return "half" if spec.mode == HALF else "gather"
+
+
 # ----------------------------------------------------------------------------------------------
 # npu_rotary_mul
 # ----------------------------------------------------------------------------------------------
-class NpuRotaryMul(Op):
+class NpuRotaryMul(_Rope):
     name = "npu_rotary_mul"
 
     def mode(self, a: Args) -> str:
@@ -252,7 +205,10 @@ class NpuRotaryMul(Op):
             if rotate.shape != (d, d):
                 raise self.fail("rotate", f"must be a 2-D ({d}, {d}) matrix (D x D for input's D = {d}), "
                                           f"got shape {rotate.shape}")
-        return (TensorMeta(x.shape, x.dtype, _out_format(x)),)
+        return RopeSpec(outputs=(TensorMeta(x.shape, x.dtype, _out_format(x)),), device_work=x.numel > 0,
+                        attrs=(("rotary_mode", mode), ("rotate", rotate is not None)), dtype=x.dtype,
+                        x_shape=x.shape, table_shape=r1.shape, table_dtypes=(r1.dtype, r2.dtype), mode=mode,
+                        rotate_dtype=None if rotate is None else rotate.dtype)
 
     def _check_layouts(self, xs, rs, mode: str) -> None:
         d = xs[-1]
@@ -297,64 +253,58 @@ class NpuRotaryMul(Op):
             raise self.fail("r1", f"broadcasts over {bcast} elements of input {xs}; at most "
                                   f"{LEGACY_BROADCAST_MAX} are supported {where}")
 
-    def compute(self, a: Args, outs):
-        x = a.input
-        x32 = _f32(x.data)
+    tables, x_arg = ("r1", "r2"), "input"
+
+    def compute(self, spec: RopeSpec, a: Args):
+        x32 = fp32(a.input.data)
         # the adapter casts r1/r2 of another dtype to the input's dtype before the kernel runs
-        cos = _f32(D.cast(a.r1.data, x.dtype))
-        sin = _f32(D.cast(a.r2.data, x.dtype))
-        if a.get("rotate") is not None:
-            rot = np.matmul(x32, _f32(a.rotate.data))
-        elif self.mode(a) == HALF:
+        cos = fp32(D.cast(a.r1.data, spec.dtype))
+        sin = fp32(D.cast(a.r2.data, spec.dtype))
+        if spec.rotate_dtype is not None:
+            rot = np.matmul(x32, fp32(a.rotate.data))
+        elif spec.mode == HALF:
             rot = rotate_half(x32)
         else:
             rot = rotate_interleaved(x32)
-        return (D.cast(x32 * cos + rot * sin, outs[0].dtype),)
+        return (D.cast(x32 * cos + rot * sin, spec.outputs[0].dtype),)
 
-    def plan(self, a: Args, outs, chip):
-        x = a.input
-        if x.numel == 0:
-            return None                    # nothing to compute: no kernel is launched
-        dt = x.dtype
-        view = table_row_view(x.shape, a.r1.shape, shared_min_rows=chip.vector_cores)
+    def rope_inputs(self, spec):
+        inputs, steps, temps = super().rope_inputs(spec)
+        if spec.rotate_dtype is not None:
+            inputs.append(RowOperand("out0", spec.dtype.itemsize))    # x @ rotate, from the cube
+        return inputs, steps, temps
+
+    def rotation(self, spec):
+        return None if spec.rotate_dtype is not None else super().rotation(spec)
+
+    def plan(self, spec: RopeSpec, chip, tiling):
+        dt = spec.dtype
         kernels = []
-        for name in ("r1", "r2"):
-            r = getattr(a, name)
-            if r.dtype is not dt:
+        for name, rdt in zip(self.tables, spec.table_dtypes):
+            if rdt is not dt:
                 # the adapter first casts the table to the input's dtype (a Cast kernel into scratch);
                 # the rope kernel then reads a table of the input's dtype, addressed here as r1/r2
-                cast = elementwise_plan(f"{self.name}.cast_{name}", chip, r.numel, [EOperand(name, r.dtype.itemsize)],
-                                        [EOperand("workspace", dt.itemsize)], [VectorStep("unary", D.float32.name)])
-                cast.workspace_bytes = dt.nbytes(r.numel)
+                n = math.prod(spec.table_shape)
+                cast = ElementwiseKernel(n, (EOperand(name, rdt.itemsize),), (EOperand("workspace", dt.itemsize),),
+                                         (VectorStep("unary", D.float32.name),)).plan(f"{self.name}.cast_{name}", chip)
+                cast.workspace_bytes = dt.nbytes(n)
                 kernels.append(cast)
-        inputs = [RowOperand("input", dt.itemsize)]
-        if a.get("rotate") is not None:
+        if spec.rotate_dtype is not None:
             # x @ rotate on the cube, written into the output buffer, which the rope kernel reads back
-            d = x.shape[-1]
-            m = x.numel // d
+            d = spec.x_shape[-1]
+            m = math.prod(spec.x_shape) // d
             problem = MatmulProblem(batch=1, m=m, n=d, k=d, a=MatmulOperand("input", m, d, dt),
                                     b=MatmulOperand("rotate", d, d, dt), out="out0", out_dtype=dt)
             mm = matmul_plan(f"{self.name}.rotate_matmul", chip, problem)
             kernels += mm if isinstance(mm, list) else [mm]
-            inputs.append(RowOperand("out0", dt.itemsize))
-            rotation = None
-        else:
-            rotation = "half" if self.mode(a) == HALF else "gather"
-        inputs += [RowOperand(name, dt.itemsize, view.kind, view.table_cols) for name in ("r1", "r2")]
-        plan = row_plan(self.name, chip, view.rows, view.cols, inputs, [RowOperand("out0", dt.itemsize)],
-                        rope_row_steps(dt, view, rotation), temps_bytes=rope_temps_bytes(dt), flops_per_elem=3)
-        for name in ("r1", "r2"):
-            remap_table_rows(plan, name, dt.itemsize, view)
+        plan = super().plan(spec, chip, tiling)
         return kernels + [plan] if kernels else plan
-
-    def attrs(self, a: Args) -> dict:
-        return {"rotary_mode": a.rotary_mode, "rotate": a.get("rotate") is not None}
 
 
 # ----------------------------------------------------------------------------------------------
 # npu_interleave_rope
 # ----------------------------------------------------------------------------------------------
-class NpuInterleaveRope(Op):
+class NpuInterleaveRope(_Rope):
     name = "npu_interleave_rope"
 
     def infer(self, a: Args, chip):
@@ -387,29 +337,21 @@ class NpuInterleaveRope(Op):
             raise self.fail("cos", f"S (dimension 2) must be 1 or x's S = {s}, got shape {cos.shape}")
         if sin.shape != cos.shape:
             raise self.fail("sin", f"must have the shape of cos {cos.shape}, got {sin.shape}")
-        return (TensorMeta(x.shape, x.dtype, _out_format(x)),)
+        return RopeSpec(outputs=(TensorMeta(x.shape, x.dtype, _out_format(x)),), device_work=x.numel > 0,
+                        dtype=x.dtype, x_shape=x.shape, table_shape=cos.shape)
 
-    def compute(self, a: Args, outs):
-        x32 = _f32(a.x.data)
+    tables, x_arg = ("cos", "sin"), "x"
+
+    def compute(self, spec: RopeSpec, a: Args):
+        x32 = fp32(a.x.data)
         q = np.concatenate((x32[..., 0::2], x32[..., 1::2]), axis=-1)    # (B,N,S,D/2,2) -> pairs transposed
-        out = q * _f32(a.cos.data) + rotate_half(q) * _f32(a.sin.data)
-        return (D.cast(out, outs[0].dtype),)
+        out = q * fp32(a.cos.data) + rotate_half(q) * fp32(a.sin.data)
+        return (D.cast(out, spec.outputs[0].dtype),)
 
-    def plan(self, a: Args, outs, chip):
-        x = a.x
-        if x.numel == 0:
-            return None                    # nothing to compute: no kernel is launched
-        view = table_row_view(x.shape, a.cos.shape, shared_min_rows=chip.vector_cores)
-        item = x.dtype.itemsize
-        inputs = [RowOperand("x", item), RowOperand("cos", item, view.kind, view.table_cols),
-                  RowOperand("sin", item, view.kind, view.table_cols)]
+    def rope_inputs(self, spec):
         # de-interleave the pairs (a gather), then rotate the halves as in "half" mode
-        steps = [RowStep("gather", "float32")] + rope_row_steps(x.dtype, view, "half")
-        plan = row_plan(self.name, chip, view.rows, view.cols, inputs, [RowOperand("out0", item)], steps,
-                        temps_bytes=rope_temps_bytes(x.dtype) + D.float32.itemsize / 2, flops_per_elem=3)
-        for name in ("cos", "sin"):
-            remap_table_rows(plan, name, item, view)
-        return plan
+        inputs, _, temps = super().rope_inputs(spec)
+        return inputs, [RowStep("gather", "float32")], temps + D.float32.itemsize / 2
 
 
 OPS = (NpuRotaryMul(), NpuInterleaveRope())

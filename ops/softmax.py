@@ -38,8 +38,8 @@ Numerics: fp16/bf16 are widened to float32, computed there, rounded once to the 
 
 Timing: softmax kernels are row kernels (templates/rows.py) over the last axis: max, exp, sum and
 normalise per row, in three passes over a row that does not fit UB. A mask that broadcasts over
-N or C is a "row" operand whose loads are pointed at the mask rows they read
-(:func:`~ascend_sim.ops.rotary.remap_table_rows`). The dropouts run two kernels, as the device
+N or C is a "row" operand whose row map (templates/tables.py) points its loads at the mask rows
+they read. The dropouts run two kernels, as the device
 does: the mask generator (Philox draws on the vector unit), then the masked op. (The adapters
 issue the generator on a secondary stream, where it may overlap earlier work; here both kernels
 run in order on the current stream.)
@@ -47,21 +47,19 @@ run in order on the current stream.)
 from __future__ import annotations
 
 import hashlib
-import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ascend_sim import dtypes as D
 from ascend_sim import formats as F
-from ascend_sim.isa import ISAError
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, LegacyOp as Op
-from .rotary import remap_table_rows, table_row_view
-from .templates.elementwise import Operand, VectorStep, elementwise_plan
-from .templates.rows import RowOperand, RowStep, RowTiling, row_plan
-from .templates.rows import default_tiling as row_default_tiling
+from .base import Args, Op, OpSpec
+from .common import fp32
+from .templates.elementwise import ElementwiseKernel, ElementwiseTiling, Operand, VectorStep
+from .templates.rows import RowKernel, RowOperand, RowStep, RowTiling
+from .templates.tables import table_row_view
 
 F32 = "float32"
 MASKED_FILL = -10000.0                 # the value ScaledMaskedSoftmax gives masked positions
@@ -75,10 +73,6 @@ SOFTMAX_PASSES = 3                     # max, sum, normalise: each streams a row
 # products (lo and hi halves: 4 multiplies) and 4 xors for 4 output words: 2 ops per word.
 PHILOX_ROUNDS = 10
 PHILOX_OPS_PER_WORD_PER_ROUND = 2
-
-
-def _f32(a: np.ndarray) -> np.ndarray:
-    return np.asarray(a).astype(np.float32)
 
 
 def _is_real_number(v) -> bool:
@@ -127,8 +121,8 @@ def philox_steps(mask_dtype: str) -> list[VectorStep]:
 def gen_mask_plan(name: str, chip, elems: int, mask_out: str, mask_itemsize: float, mask_dtype: str):
     """The mask generator kernel: ``elems`` Philox draws, compared with the keep threshold, written
     as a bit or byte mask. Its UB holds the draws as 32-bit words besides the mask itself."""
-    return elementwise_plan(name, chip, elems, [], [Operand(mask_out, mask_itemsize)], philox_steps(mask_dtype),
-                            temps_bytes=D.int32.itemsize)
+    return ElementwiseKernel(elems, (), (Operand(mask_out, mask_itemsize),), tuple(philox_steps(mask_dtype)),
+                             D.int32.itemsize).plan(name, chip)
 
 
 def softmax_row_steps(chip, narrow_inputs: float, prologue: list[RowStep], epilogue: list[RowStep],
@@ -157,44 +151,55 @@ def softmax_row_steps(chip, narrow_inputs: float, prologue: list[RowStep], epilo
     return [replace(s, count=s.count * k / SOFTMAX_PASSES) for s, k in runs]
 
 
-def _round32(n: float) -> int:
-    return int(math.ceil(n / 32) * 32)
-
-
-def row_tilings(chip, rows: int, cols: int, inputs, outputs, temps_bytes: float) -> tuple[RowTiling, RowTiling]:
-    """The template's default tiling, and the same with as many whole rows per tile as UB holds.
-    (The default grows a tile by doubling and stops at the first size that does not fit, e.g. at 4
-    rows of a 2048-wide fp16 softmax where 5 fit; a kernel fills its UB, and fewer, larger tiles
-    are also fewer instructions to simulate.) UB bytes are counted as the template counts them,
-    with at least one fp32 working buffer per element (its rule for fp32 vector steps)."""
-    temps_bytes = max(temps_bytes, D.float32.itemsize)
-    t = row_default_tiling(chip, rows, cols, inputs, outputs, temps_bytes)
-    if t.col_chunk < cols or any(o.kind != "row" for o in list(inputs) + list(outputs)):
-        return t, t
-    per_core = -(-rows // chip.vector_cores)
-
-    def need(r: int) -> int:
-        per_tile = sum(_round32(r * (o.cols or cols) * o.itemsize) for o in list(inputs) + list(outputs))
-        return t.buffer_num * (per_tile + _round32(r * cols * temps_bytes))
+def fuller_tiling(chip, kernel: RowKernel) -> RowTiling:
+    """The template's default tiling, with as many whole rows per tile as UB holds. (The default
+    grows a tile by doubling and stops at the first size that does not fit, e.g. at 4 rows of a
+    2048-wide fp16 softmax where 5 fit; a kernel fills its UB, and fewer, larger tiles are also
+    fewer instructions to simulate.) UB bytes are counted as the template counts them."""
+    t = kernel.default_tiling(chip)
+    if t.col_chunk < kernel.cols or any(o.kind != "row" for o in kernel.inputs + kernel.outputs):
+        return t
+    per_core = -(-kernel.rows // chip.vector_cores)
     r = t.rows_per_tile
-    while r < per_core and need(r + 1) <= chip.buffers.ub:
+    while r < per_core and kernel.ub_need(replace(t, rows_per_tile=r + 1)) <= chip.buffers.ub:
         r += 1
-    return t, replace(t, rows_per_tile=r, block_dim=max(1, min(chip.vector_cores, -(-rows // r))))
+    return replace(t, rows_per_tile=r, block_dim=max(1, min(chip.vector_cores, -(-kernel.rows // r))))
 
 
-def softmax_plan(name: str, chip, rows: int, cols: int, inputs, outputs, narrow_inputs: float,
-                 prologue, epilogue, temps_bytes: float, flops_per_elem: float):
-    """The row kernel of a softmax over rows of ``cols``, three passes when a row does not fit UB."""
-    default, fuller = row_tilings(chip, rows, cols, inputs, outputs, temps_bytes)
-    kw = dict(passes=SOFTMAX_PASSES, temps_bytes=temps_bytes, flops_per_elem=flops_per_elem)
-    for tiling in (fuller, default):
-        steps = softmax_row_steps(chip, narrow_inputs, prologue, epilogue, tiling.col_chunk < cols)
-        try:
-            return row_plan(name, chip, rows, cols, inputs, outputs, steps, tiling=tiling, **kw)
-        except ISAError:
-            if tiling is default:
-                raise
-            # the template counted UB differently than row_tilings assumed: take its own tiling
+@dataclass(frozen=True, kw_only=True)
+class SoftmaxSpec(OpSpec):
+    """A softmax call over rows of ``cols``: x's dtype and shape, its parsed options, and (masked
+    softmax) the mask's shape unless the fixed triangular mask replaces it."""
+
+    dtype: D.DType
+    shape: tuple[int, ...]
+    mask_shape: tuple[int, ...] | None = None
+    scale: float = 1.0
+    alpha: float = 1.0
+    prob: float = 0.0
+    dim: int = -1
+
+    @property
+    def rows(self) -> int:
+        return int(np.prod(self.shape[:-1]))
+
+    @property
+    def cols(self) -> int:
+        return self.shape[-1]
+
+
+class _Softmax(Op):
+    """A softmax row kernel (the op's last kernel): three passes when a row does not fit UB, each
+    step's work scaled to the passes it runs in (:func:`softmax_row_steps`)."""
+
+    def kernel(self, spec: SoftmaxSpec, chip, chunked: bool = False) -> RowKernel:
+        raise NotImplementedError
+
+    def default_tiling(self, spec: SoftmaxSpec, chip) -> RowTiling:
+        return fuller_tiling(chip, self.kernel(spec, chip))
+
+    def softmax_plan(self, spec: SoftmaxSpec, chip, tiling: RowTiling):
+        return self.kernel(spec, chip, tiling.col_chunk < spec.cols).plan(self.name, chip, tiling)
 
 
 def softmax_temps_bytes(narrow: bool) -> float:
@@ -208,7 +213,7 @@ def softmax_temps_bytes(narrow: bool) -> float:
 # ----------------------------------------------------------------------------------------------
 # npu_scaled_masked_softmax
 # ----------------------------------------------------------------------------------------------
-class NpuScaledMaskedSoftmax(Op):
+class NpuScaledMaskedSoftmax(_Softmax):
     name = "npu_scaled_masked_softmax"
 
     def _format_ok(self, arg: str, t) -> None:
@@ -241,48 +246,44 @@ class NpuScaledMaskedSoftmax(Op):
             if mask.shape[i] not in (1, x.shape[i]):
                 raise self.fail("mask", f"shape {mask.shape} does not broadcast to x's {x.shape} "
                                         f"(dimension {i} must be 1 or {x.shape[i]})")
-        return (TensorMeta(x.shape, x.dtype, x.format),)
+        scale, triu = float(a.scale), bool(a.fixed_triu_mask)
+        return SoftmaxSpec(outputs=(TensorMeta(x.shape, x.dtype, x.format),), device_work=x.numel > 0,
+                           attrs=(("scale", scale), ("fixed_triu_mask", triu)), dtype=x.dtype, shape=x.shape,
+                           mask_shape=None if triu else mask.shape, scale=scale)
 
-    def compute(self, a: Args, outs):
-        x = a.x
-        h, w = x.shape[2:]
-        masked = np.triu(np.ones((h, w), bool), 1) if a.fixed_triu_mask else a.mask.data
-        y = _f32(x.data)                                   # a copy: the input is never written
-        y *= np.float32(a.scale)
+    def compute(self, spec: SoftmaxSpec, a: Args):
+        h, w = spec.shape[2:]
+        masked = np.triu(np.ones((h, w), bool), 1) if spec.mask_shape is None else a.mask.data
+        y = fp32(a.x.data)                                 # a copy: the input is never written
+        y *= np.float32(spec.scale)
         np.copyto(y, np.float32(MASKED_FILL), where=np.broadcast_to(masked, y.shape))
-        return (D.cast(softmax_last_axis_(y), outs[0].dtype),)
+        return (D.cast(softmax_last_axis_(y), spec.outputs[0].dtype),)
 
-    def plan(self, a: Args, outs, chip):
-        x = a.x
-        if x.numel == 0:
-            return None                    # nothing to compute: no kernel is launched
-        item = x.dtype.itemsize
-        n, c, h, w = x.shape
-        narrow = x.dtype.bits < 32
+    def kernel(self, spec: SoftmaxSpec, chip, chunked: bool = False) -> RowKernel:
+        item = spec.dtype.itemsize
+        narrow = spec.dtype.bits < 32
         inputs = [RowOperand("x", item)]
         prologue = [RowStep("binary", F32)]                                  # * scale
-        view = None
-        if a.fixed_triu_mask:
+        if spec.mask_shape is None:
             prologue.append(RowStep("binary", F32))                          # col > row: the mask
         else:
-            view = table_row_view(x.shape, a.mask.shape)
-            inputs.append(RowOperand("mask", D.bool_.itemsize, "row", w))
+            # a mask shared along N or C is read through its row map
+            view = table_row_view(spec.shape, spec.mask_shape)
+            inputs.append(RowOperand("mask", D.bool_.itemsize, "row", spec.cols, view.row_map))
         prologue.append(RowStep("binary", F32))                              # select -10000
         epilogue = [RowStep("unary", F32)] if narrow else []                 # round to the output dtype
-        plan = softmax_plan(self.name, chip, n * c * h, w, inputs, [RowOperand("out0", item)],
-                            1 if narrow else 0, prologue, epilogue, softmax_temps_bytes(narrow), flops_per_elem=5)
-        if view is not None:
-            remap_table_rows(plan, "mask", D.bool_.itemsize, view)
-        return plan
+        steps = softmax_row_steps(chip, 1 if narrow else 0, prologue, epilogue, chunked)
+        return RowKernel(spec.rows, spec.cols, tuple(inputs), (RowOperand("out0", item),), tuple(steps),
+                         SOFTMAX_PASSES, softmax_temps_bytes(narrow), flops_per_elem=5)
 
-    def attrs(self, a: Args) -> dict:
-        return {"scale": float(a.scale), "fixed_triu_mask": bool(a.fixed_triu_mask)}
+    def plan(self, spec: SoftmaxSpec, chip, tiling: RowTiling):
+        return self.softmax_plan(spec, chip, tiling)
 
 
 # ----------------------------------------------------------------------------------------------
 # npu_dropout_with_add_softmax
 # ----------------------------------------------------------------------------------------------
-class NpuDropoutWithAddSoftmax(Op):
+class NpuDropoutWithAddSoftmax(_Softmax):
     name = "npu_dropout_with_add_softmax"
 
     def infer(self, a: Args, chip):
@@ -314,48 +315,53 @@ class NpuDropoutWithAddSoftmax(Op):
         if (n * c) % ADD_SOFTMAX_NC_MULTIPLE:
             raise self.fail("self", f"N * C = {n * c} must be a multiple of {ADD_SOFTMAX_NC_MULTIPLE} "
                                     f"(shape {x.shape})")
-        return (TensorMeta((mask_elems(x.numel),), D.uint8), TensorMeta(x.shape, x1.dtype, x1.format),
-                TensorMeta(x.shape, x.dtype, x.format))
+        alpha, prob = float(a.alpha), float(p)
+        return SoftmaxSpec(outputs=(TensorMeta((mask_elems(x.numel),), D.uint8), TensorMeta(x.shape, x1.dtype, x1.format),
+                                    TensorMeta(x.shape, x.dtype, x.format)), device_work=x.numel > 0,
+                           attrs=(("alpha", alpha), ("prob", prob), ("dim", dim)), dtype=x.dtype, shape=x.shape,
+                           alpha=alpha, prob=prob, dim=dim)
 
-    def compute(self, a: Args, outs):
-        x, x1 = a.self, a.x1
-        keep_prob = 1.0 - float(a.prob)
-        rng = call_rng(self.name, (float(a.alpha), float(a.prob), int(a.dim)), (x, x1))
+    def compute(self, spec: SoftmaxSpec, a: Args):
+        x, x1, outs = a.self, a.x1, spec.outputs
+        keep_prob = 1.0 - spec.prob
+        rng = call_rng(self.name, (spec.alpha, spec.prob, spec.dim), (x, x1))
         keep = keep_draws(rng, outs[0].shape[0], keep_prob)
-        s = softmax_last_axis_(_f32(x1.data) + np.float32(a.alpha) * _f32(x.data))
+        s = softmax_last_axis_(fp32(x1.data) + np.float32(spec.alpha) * fp32(x.data))
         kept = keep[:x.numel].reshape(x.shape)
         dropped = np.where(kept, s * np.float32(1.0 / keep_prob), np.float32(0))
         return keep.astype(np.uint8), D.cast(s, outs[1].dtype), D.cast(dropped, outs[2].dtype)
 
-    def plan(self, a: Args, outs, chip):
-        x = a.self
-        if x.numel == 0:
-            return None                    # nothing to compute: no kernel is launched
-        item = x.dtype.itemsize
-        n, c, h, w = x.shape
-        narrow = x.dtype.bits < 32
-        gen = gen_mask_plan(f"{self.name}.gen_mask", chip, outs[0].shape[0], "out0", 1, "byte")
-        inputs = [RowOperand("self", item), RowOperand("x1", item), RowOperand("out0", 1)]
-        outputs = [RowOperand("out1", outs[1].dtype.itemsize), RowOperand("out2", outs[2].dtype.itemsize)]
+    def kernel(self, spec: SoftmaxSpec, chip, chunked: bool = False) -> RowKernel:
+        item, outs = spec.dtype.itemsize, spec.outputs
+        narrow = spec.dtype.bits < 32
+        inputs = (RowOperand("self", item), RowOperand("x1", item), RowOperand("out0", 1))
+        outputs = (RowOperand("out1", outs[1].dtype.itemsize), RowOperand("out2", outs[2].dtype.itemsize))
         prologue = [RowStep("fma", F32)]                                     # x1 + alpha * self
         epilogue = [RowStep("binary", F32), RowStep("binary", F32)]          # keep select, * 1/(1-prob)
         if narrow:
             epilogue.append(RowStep("unary", F32, "elem", 2))                # round both outputs
-        main = softmax_plan(self.name, chip, n * c * h, w, inputs, outputs, 2 if narrow else 0, prologue, epilogue,
-                            softmax_temps_bytes(narrow), flops_per_elem=7)
-        return [gen, main]
+        steps = softmax_row_steps(chip, 2 if narrow else 0, prologue, epilogue, chunked)
+        return RowKernel(spec.rows, spec.cols, inputs, outputs, tuple(steps), SOFTMAX_PASSES,
+                         softmax_temps_bytes(narrow), flops_per_elem=7)
 
-    def attrs(self, a: Args) -> dict:
-        return {"alpha": float(a.alpha), "prob": float(a.prob), "dim": int(a.dim)}
+    def plan(self, spec: SoftmaxSpec, chip, tiling: RowTiling):
+        gen = gen_mask_plan(f"{self.name}.gen_mask", chip, spec.outputs[0].shape[0], "out0", 1, "byte")
+        return [gen, self.softmax_plan(spec, chip, tiling)]
 
 
 # ----------------------------------------------------------------------------------------------
 # _npu_dropout
 # ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class DropoutSpec(OpSpec):
+    p: float
+    mask_bits: int
+
+
 class NpuDropout(Op):
     name = "_npu_dropout"
 
-    def infer(self, a: Args, chip):
+    def infer(self, a: Args, chip) -> DropoutSpec:
         x = self.tensor(a, "self")
         self.check_dtype("self", x, (D.float16, D.bfloat16, D.float32))
         p = a.p
@@ -364,36 +370,38 @@ class NpuDropout(Op):
         if not 0.0 <= float(p) <= 1.0:
             raise self.fail("p", f"dropout probability must satisfy 0 <= p <= 1, got {p}")
         mask_bytes = mask_elems(x.numel) // BITS_PER_BYTE
-        return TensorMeta(x.shape, x.dtype, x.format), TensorMeta((mask_bytes,), D.uint8)
+        return DropoutSpec(outputs=(TensorMeta(x.shape, x.dtype, x.format), TensorMeta((mask_bytes,), D.uint8)),
+                           device_work=x.numel > 0, attrs=(("p", float(p)),), p=float(p),
+                           mask_bits=mask_bytes * BITS_PER_BYTE)
 
-    def compute(self, a: Args, outs):
-        x = a.self
-        keep_prob = 1.0 - float(a.p)
-        rng = call_rng(self.name, (float(a.p),), (x,))
-        keep = keep_draws(rng, outs[1].shape[0] * BITS_PER_BYTE, keep_prob)
+    def compute(self, spec: DropoutSpec, a: Args):
+        x, outs = a.self, spec.outputs
+        keep_prob = 1.0 - spec.p
+        rng = call_rng(self.name, (spec.p,), (x,))
+        keep = keep_draws(rng, spec.mask_bits, keep_prob)
         mask = np.packbits(keep, bitorder="little")
         if keep_prob == 0.0:               # p = 1: everything dropped (no 0 * inf)
             return np.zeros(x.shape, x.dtype.np_dtype), mask
         kept = keep[:x.numel].reshape(x.shape)
-        out = np.where(kept, _f32(x.data) * np.float32(1.0 / keep_prob), np.float32(0))
+        out = np.where(kept, fp32(x.data) * np.float32(1.0 / keep_prob), np.float32(0))
         return D.cast(out, outs[0].dtype), mask
 
-    def plan(self, a: Args, outs, chip):
-        x = a.self
-        if x.numel == 0:
-            return None                    # nothing to compute: no kernel is launched
-        bit = 1 / BITS_PER_BYTE
-        gen = gen_mask_plan(f"{self.name}.gen_mask", chip, outs[1].shape[0] * BITS_PER_BYTE, "out1", bit, "bit")
-        steps = [VectorStep("binary", F32), VectorStep("binary", F32)]      # keep select, * 1/(1-p)
+    def kernel(self, spec: DropoutSpec, chip) -> ElementwiseKernel:
+        """The masked op (the main kernel): keep select and scale, per element."""
+        x = spec.outputs[0]
+        steps = (VectorStep("binary", F32), VectorStep("binary", F32))      # keep select, * 1/(1-p)
         if x.dtype.bits < 32:
-            steps = [VectorStep("unary", F32)] + steps + [VectorStep("unary", F32)]
+            steps = (VectorStep("unary", F32),) + steps + (VectorStep("unary", F32),)
         item = x.dtype.itemsize
-        do = elementwise_plan(f"{self.name}.do_mask", chip, x.numel, [Operand("self", item), Operand("out1", bit)],
-                              [Operand("out0", item)], steps, flops_per_elem=1)
-        return [gen, do]
+        return ElementwiseKernel(x.numel, (Operand("self", item), Operand("out1", 1 / BITS_PER_BYTE)),
+                                 (Operand("out0", item),), steps, flops_per_elem=1)
 
-    def attrs(self, a: Args) -> dict:
-        return {"p": float(a.p)}
+    def default_tiling(self, spec: DropoutSpec, chip) -> ElementwiseTiling:
+        return self.kernel(spec, chip).default_tiling(chip)
+
+    def plan(self, spec: DropoutSpec, chip, tiling: ElementwiseTiling):
+        gen = gen_mask_plan(f"{self.name}.gen_mask", chip, spec.mask_bits, "out1", 1 / BITS_PER_BYTE, "bit")
+        return [gen, self.kernel(spec, chip).plan(f"{self.name}.do_mask", chip, tiling)]
 
 
 OPS = (NpuScaledMaskedSoftmax(), NpuDropoutWithAddSoftmax(), NpuDropout())

@@ -8,7 +8,7 @@ import pytest
 
 from ascend_sim import Simulator, torch_npu
 from ascend_sim.ops import Args, OpError, get_op
-from ascend_sim.ops.rotary import table_row_view
+from ascend_sim.ops.templates.tables import table_row_view
 
 BF16 = ml_dtypes.bfloat16
 # tolerance of each dtype against a float64 reference (one rounding to the dtype, plus fp32 work)
@@ -283,7 +283,8 @@ def test_tables_are_read_where_they_lie():
              r1=torch_npu.empty_with_format((1, 64, 1, 64), "float16"),
              r2=torch_npu.empty_with_format((1, 64, 1, 64), "float16"), rotary_mode="half", rotate=None)
     op = get_op("npu_rotary_mul")
-    plan = op.plan(a, op.infer(a, chip), chip)
+    spec = op.infer(a, chip)
+    plan = op.plan(spec, chip, op.default_tiling(spec, chip))
     table_bytes = 64 * 64 * 2
     spans = [(acc.offset, acc.offset + (acc.rows - 1) * acc.stride + acc.row_bytes)
              for blk in plan.blocks for prog in blk for acc in prog.accesses if acc.tensor == "r1"]
