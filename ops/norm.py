@@ -149,7 +149,7 @@ class NpuRmsNorm(_RowNorm):
                 if t.shape[-1] * t.dtype.itemsize < RMS_NORM_310P_MIN_TAIL_BYTES:
                     raise self.fail(arg, f"the tail axis ({t.shape[-1]} x {t.dtype.itemsize} B) must be at least "
                                          f"{RMS_NORM_310P_MIN_TAIL_BYTES} bytes on {chip.name}")
-        eps = _float_arg(self, a, "epsilon")
+        eps = _float_arg(self, a, "epsilon", default=1e-6)           # schema: float epsilon=1e-06
         rstd_shape = tuple(x.shape[:nd - gd]) + (1,) * gd
         return NormSpec(outputs=(TensorMeta(x.shape, x.dtype, x.format), TensorMeta(rstd_shape, D.float32)),
                         device_work=x.numel > 0, attrs=(("epsilon", eps),), dtype=x.dtype,
@@ -224,7 +224,7 @@ class NpuLayerNormEval(_RowNorm):
         if len(affine) == 2 and affine[0][1].dtype is not affine[1][1].dtype:
             raise TypeError(f"{self.name}: arguments 'weight' ({affine[0][1].dtype.name}) and 'bias' "
                             f"({affine[1][1].dtype.name}) must have the same dtype")
-        eps = _float_arg(self, a, "eps")
+        eps = _float_arg(self, a, "eps", default=1e-5)              # schema: float eps=1e-05
         return NormSpec(outputs=(TensorMeta(x.shape, x.dtype, x.format),), device_work=x.numel > 0,
                         attrs=(("normalized_shape", ns), ("eps", eps)), dtype=x.dtype,
                         rows=math.prod(x.shape[:len(x.shape) - len(ns)]), cols=math.prod(ns), eps=eps,
