@@ -11,20 +11,23 @@ Call them inside ``sim.spmd(fn)`` (every rank runs ``fn(rank)`` at once). Each c
   queued on the current stream; the current stream waits for it unless ``async_op=True``, which
   returns a :class:`Work` whose ``wait()`` does that later -- so compute can overlap.
 
-In the engine the collective expands by its algorithm (``algorithm=`` per call: "ring", "mesh",
+Each call is one :class:`ascend_sim.isa.CommStep` run by the runtime's collective service
+(``ascend_sim.runtime.collective``), the same that runs the fused ops' communication. In the
+engine the collective expands by its algorithm (``algorithm=`` per call: "ring", "mesh",
 "halving_doubling", "hierarchical"; default: the HCCL-like rule) into transfers over the
 topology's links that share bandwidth as fluid flows and read/write both ends' HBM.
+``all_to_all_single`` with split sizes is an all_to_all_v: each pair's transfer carries exactly
+its rows' bytes. A collective over a group of one rank moves nothing and queues no task.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from . import dtypes as D
-from .engine.collectives import CollectiveCall, choose_algorithm, schedule
-from .runtime import Event, ProcessGroup, Task, current_simulator
+from .isa import CommStep
+from .runtime import Event, ProcessGroup, collective, current_simulator
 from .tensor import NPUTensor
 from .torch_npu import _interop
 
@@ -121,43 +124,16 @@ def _combine_reduce(arrays: list[np.ndarray], op: str, dtype: D.DType) -> np.nda
 
 
 def _call(kind: str, name: str, group, desc: tuple, payload, compute, nbytes: int, *, async_op: bool,
-          algorithm: str | None, root: int | None = None, matrix=None, peer: int | None = None,
-          inputs=(), outputs=()) -> Any:
-    """Meet, compute, and queue the collective's task on every rank's comm stream."""
+          algorithm: str | None, root: int | None = None, send_bytes=None, inputs=(), outputs=(),
+          meeting: str | None = None) -> Any:
+    """Meet, compute, and queue the collective's task (named ``name``) on every rank's comm stream,
+    through the runtime's collective service, as the fused ops do. ``meeting`` names the call the
+    ranks must agree on when it is not ``name`` (send and recv meet as "send/recv")."""
     sim = current_simulator()
-    g = _world().group(group)
-    rank = sim.current_device.index
-    if rank not in g.ranks:
-        raise ValueError(f"{name}: rank {rank} is not in {g!r}")
-    topo = sim.topology
-    alg = algorithm or choose_algorithm(kind, list(g.ranks), nbytes, topo.servers(), topo.mesh)
-
-    def combine(payloads):
-        results = compute(payloads) if not sim.is_meta else {r: None for r in payloads}
-        steps = schedule(kind, alg, list(g.ranks), nbytes, servers=topo.servers(), root=root, matrix=matrix,
-                         peer=peer)
-        return results, CollectiveCall(kind, alg, tuple(g.ranks) if kind != "send" else (rank, peer), nbytes,
-                                       steps, name)
-
-    result, call = _world().meet(g, rank, (name, *desc, alg), payload, combine)
-    work = _queue(sim, name, call, async_op, inputs, outputs)
-    return result, work
-
-
-def _queue(sim, name: str, call: CollectiveCall, async_op: bool, inputs=(), outputs=()):
-    dev = sim.current_device
-    cur, comm = dev.current_stream, dev.comm_stream
-    ready = Event()
-    ready.record(cur)
-    ready.wait(comm)
-    if len(call.ranks) > 1 and call.steps is not None:
-        sim.submit(Task(name, "collective", comm, inputs=tuple(inputs), outputs=tuple(outputs), attrs={"_coll": call}))
-    done = Event()
-    done.record(comm)
-    if async_op:
-        return Work(done)
-    done.wait(cur)
-    return None
+    step = CommStep(kind, int(nbytes), name, send_bytes=send_bytes, algorithm=algorithm, root=root)
+    result, calls = collective.meet(sim, _world().group(group), meeting or name, desc, payload, compute, [step])
+    done = collective.queue(sim, [step], calls, inputs=inputs, outputs=outputs, blocking=not async_op)
+    return result, Work(done) if async_op else None
 
 
 def _finish(t: NPUTensor, data) -> None:
@@ -231,7 +207,7 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
     if out.dtype is not inp.dtype:
         raise TypeError(f"{name}: output ({out.dtype.name}) and input ({inp.dtype.name}) dtypes differ")
     rows_in = inp.shape[0] if inp.shape else 1
-    row = inp.numel // max(1, rows_in)
+    row = int(np.prod(inp.shape[1:], dtype=np.int64))      # elements per row (a rank may send no rows)
     ins = list(input_split_sizes) if input_split_sizes is not None else [rows_in // n] * n
     outs = list(output_split_sizes) if output_split_sizes is not None else [(out.shape[0] if out.shape else 1) // n] * n
     if len(ins) != n or len(outs) != n or sum(ins) != rows_in or sum(outs) != (out.shape[0] if out.shape else 1):
@@ -239,7 +215,7 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
                          f"(input splits {ins} for {rows_in} rows, output splits {outs})")
 
     def compute(p):
-        chunks = {r: np.split(np.asarray(p[r][0]).reshape(sum(p[r][1]), -1), np.cumsum(p[r][1])[:-1]) for r in p}
+        chunks = {r: np.split(np.asarray(p[r][0]).reshape(sum(p[r][1]), row), np.cumsum(p[r][1])[:-1]) for r in p}
         # each receiver gets its rows from every sender, in rank order (its own shape is applied by _finish)
         return {r: np.concatenate([chunks[s][g.rank_of(r)] for s in g.ranks]) for r in p}
 
@@ -247,13 +223,13 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
     sizes = _world().meet(g, rank, (name + ".splits", n), ins, lambda p: ({r: [p[k] for k in g.ranks] for r in p},
                                                                           None))[0]
     item = inp.dtype.itemsize
-    matrix = [[int(sizes[i][j] * row * item) for j in range(n)] for i in range(n)]
+    matrix = tuple(tuple(int(sizes[i][j] * row * item) for j in range(n)) for i in range(n))
     for j in range(n):
         if sizes[j][g.rank_of(rank)] != outs[j]:
             raise ValueError(f"{name}: rank {rank} expects {outs[j]} rows from rank {g.ranks[j]}, "
                              f"which sends {sizes[j][g.rank_of(rank)]}")
-    res, work = _call("all_to_all", name, group, (inp.dtype.name, row), (inp.data, ins), compute,
-                      int(sum(map(sum, matrix))), async_op=async_op, algorithm=algorithm, matrix=matrix,
+    res, work = _call("all_to_all_v", name, group, (inp.dtype.name, row), (inp.data, ins), compute,
+                      sum(map(sum, matrix)), async_op=async_op, algorithm=algorithm, send_bytes=matrix,
                       inputs=[inp.meta], outputs=[out.meta])
     _finish(out, res)
     return work
@@ -288,15 +264,9 @@ def _p2p(side: str, tensor, peer: int, tag: int):
         raise ValueError(f"{side}: peer rank {peer} must be another rank in [0, {sim.world_size})")
     src, dst = (rank, peer) if side == "send" else (peer, rank)
     g = _world().new_group([src, dst], name=f"p2p_{src}_{dst}_{tag}")
-    payload = t.data if side == "send" else None
-
-    def combine(p):
-        data = None if sim.is_meta else p[src]
-        steps = schedule("send", "mesh", [src], t.nbytes, peer=dst)
-        return {src: None, dst: data}, CollectiveCall("send", "direct", (src, dst), t.nbytes, steps, "send/recv")
-
-    res, call = _world().meet(g, rank, ("send/recv", t.shape, t.dtype.name), payload, combine)
-    _queue(sim, side, call, False, [t.meta], [t.meta])
+    res, _ = _call("send", side, g, (t.shape, t.dtype.name), t.data if side == "send" else None,
+                   lambda p: {src: None, dst: p[src]}, t.nbytes, async_op=False, algorithm=None, root=src,
+                   inputs=[t.meta], outputs=[t.meta], meeting="send/recv")
     if side == "recv":
         _finish(t, res)
     return None

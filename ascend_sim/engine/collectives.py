@@ -17,6 +17,11 @@ Algorithms (HCCL's families):
   local index, mesh again inside: keeps the slow inter-server links to 1/(ranks per server) of
   the data.
 
+All-to-all (uniform, or ``all_to_all_v`` with a [src][dst] byte matrix) is a direct exchange:
+``mesh`` sends every peer its bytes at once, the others pair ranks off step by step (in step k
+each rank sends to the rank k after it). Each transfer carries exactly the matrix entry, so the
+bytes on the links are the matrix's. ``send`` (point to point) is one ``direct`` transfer.
+
 :func:`choose_algorithm` is the default rule, like HCCL's: mesh inside one server; across
 servers hierarchical, with halving-doubling across for small messages; ring (or
 halving-doubling for small messages) on topologies without a mesh.
@@ -26,7 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ALGORITHMS = ("ring", "mesh", "halving_doubling", "hierarchical")
-COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send", "barrier")
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "all_to_all_v", "broadcast", "send",
+               "barrier")
 SMALL_MESSAGE = 1 << 20   # below this, latency dominates: pick the algorithm with the fewest steps
 
 
@@ -141,31 +147,48 @@ def _hierarchical(kind: str, groups: list[list[int]], nbytes: int, small: bool) 
     raise ValueError(kind)
 
 
+def exchange_matrix(kind: str, n: int, nbytes: int, send_bytes=None) -> tuple[tuple[int, ...], ...]:
+    """The [src][dst] bytes of an all-to-all over ``n`` ranks: ``send_bytes`` for all_to_all_v; for
+    the uniform all_to_all every rank sends each rank (itself too) 1/n of its ``nbytes``."""
+    if kind == "all_to_all_v":
+        if send_bytes is None or len(send_bytes) != n or any(len(row) != n for row in send_bytes):
+            raise ValueError(f"all_to_all_v over {n} ranks needs an {n} x {n} send_bytes matrix, got {send_bytes!r}")
+        return tuple(tuple(int(b) for b in row) for row in send_bytes)
+    chunk = -(-nbytes // n)
+    return tuple(tuple(chunk for _ in range(n)) for _ in range(n))
+
+
 def schedule(kind: str, algorithm: str, ranks: list[int], nbytes: int, *, servers: list[list[int]] | None = None,
-             root: int | None = None, matrix: list[list[int]] | None = None, peer: int | None = None) -> list[list[Transfer]]:
+             root: int | None = None, send_bytes=None) -> list[list[Transfer]]:
     """The steps of collective ``kind`` over ``ranks`` (global device ids) with ``algorithm``.
 
-    nbytes: all_reduce/reduce_scatter -- the full input per rank; all_gather -- the full output;
-    broadcast -- the message. all_to_all takes ``matrix[i][j]`` = bytes rank i sends rank j."""
+    nbytes: all_reduce/reduce_scatter/all_to_all -- the full input per rank; all_gather -- the full
+    output; broadcast/send -- the message. all_to_all_v takes ``send_bytes[i][j]`` = bytes
+    ``ranks[i]`` sends ``ranks[j]`` (the diagonal stays on its rank). broadcast's ``root`` is its
+    source; send's is the sender, and the other of its two ranks receives."""
     if kind not in COLLECTIVES:
         raise ValueError(f"unknown collective {kind!r}; collectives: {', '.join(COLLECTIVES)}")
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; algorithms: {', '.join(ALGORITHMS)}")
     n = len(ranks)
     if kind == "send":
-        return [[Transfer(ranks[0], peer, nbytes)]]
+        if algorithm != "direct" or n != 2 or root not in ranks:
+            raise ValueError(f"send is one 'direct' transfer from root to the other of two ranks, got algorithm "
+                             f"{algorithm!r}, ranks {list(ranks)}, root {root!r}")
+        return [[Transfer(root, next(r for r in ranks if r != root), nbytes)]]
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; algorithms: {', '.join(ALGORITHMS)}")
     if n == 1:
         return []
     if kind == "barrier":
         return _flat("halving_doubling" if _is_pow2(n) else "ring", "all_reduce", ranks, 0) if algorithm != "mesh" \
             else _mesh_rs(ranks, 0)
-    if kind == "all_to_all":
+    if kind in ("all_to_all", "all_to_all_v"):
+        m = exchange_matrix(kind, n, nbytes, send_bytes)
         if algorithm == "mesh":
-            return [[Transfer(ranks[i], ranks[j], matrix[i][j]) for i in range(n) for j in range(n)
-                     if i != j and matrix[i][j]]]
+            return [[Transfer(ranks[i], ranks[j], m[i][j]) for i in range(n) for j in range(n)
+                     if i != j and m[i][j]]]
         # pairwise exchange: in step k every rank sends to the rank k after it
-        return [[Transfer(ranks[i], ranks[(i + k) % n], matrix[i][(i + k) % n]) for i in range(n)
-                 if matrix[i][(i + k) % n]] for k in range(1, n)]
+        return [[Transfer(ranks[i], ranks[(i + k) % n], m[i][(i + k) % n]) for i in range(n)
+                 if m[i][(i + k) % n]] for k in range(1, n)]
     if kind == "broadcast":
         r = ranks.index(root)
         order = ranks[r:] + ranks[:r]
@@ -190,11 +213,26 @@ def schedule(kind: str, algorithm: str, ranks: list[int], nbytes: int, *, server
     return _flat(algorithm, kind, ranks, nbytes)
 
 
+def plan_collective(kind: str, ranks, nbytes: int, topology, *, algorithm: str | None = None,
+                    root: int | None = None, send_bytes=None, name: str = "") -> CollectiveCall:
+    """One collective over ``ranks`` on ``topology``: the algorithm (``algorithm``, or the default
+    rule for this topology) and its schedule. all_to_all_v's message is the sum of its matrix."""
+    ranks = list(ranks)
+    if kind == "all_to_all_v":
+        nbytes = sum(map(sum, send_bytes))
+    servers = topology.servers()
+    alg = algorithm or choose_algorithm(kind, ranks, nbytes, servers, topology.mesh)
+    steps = schedule(kind, alg, ranks, nbytes, servers=servers, root=root, send_bytes=send_bytes)
+    return CollectiveCall(kind, alg, tuple(ranks), nbytes, steps, name)
+
+
 def choose_algorithm(kind: str, ranks: list[int], nbytes: int, servers: list[list[int]], mesh: bool) -> str:
     """HCCL-like default: mesh inside one server; hierarchical across servers; ring or
     halving-doubling on topologies without a mesh (by message size)."""
     groups = [g for g in ([r for r in s if r in ranks] for s in servers) if g]
-    if kind in ("send", "barrier") or len(ranks) <= 1:
+    if kind == "send":
+        return "direct"
+    if kind == "barrier" or len(ranks) <= 1:
         return "mesh" if mesh else "ring"
     if mesh and len(groups) == 1:
         return "mesh"

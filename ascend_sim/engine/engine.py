@@ -134,6 +134,7 @@ class Engine:
         self.topology = topology
         self._links: dict[str, int] = {}       # link resource name -> network resource
         self._collectives: dict[int, dict] = {}
+        self._launches: dict[int, tuple[float, float]] = {}    # task id -> its host launch (cycles)
         self.env = simpy.Environment()
         self.net = FluidNetwork(self.env)     # every device's L2 and HBM, and the links between them
         self.devices = [DeviceModel(self, i) for i in range(n_devices)]
@@ -168,8 +169,8 @@ class Engine:
             if t.kind in ("kernel", "prefetch", "collective"):
                 # the host launches tasks one after another, from where it stands
                 dm.host_clock = max(dm.host_clock, env.now)
-                launch = 0.0 if t.attrs.get("_no_launch") else self.cycles(self.chip.runtime.kernel_launch_us)
-                t.attrs.setdefault("_launch", (dm.host_clock, dm.host_clock + launch))
+                launch = self.cycles(self.chip.runtime.kernel_launch_us) if t.host_launch else 0.0
+                self._launches[t.id] = (dm.host_clock, dm.host_clock + launch)
                 dm.host_clock += launch
         for stream, ts in by_stream.items():
             env.process(self._stream(self.devices[stream.device.index], ts, records))
@@ -217,7 +218,7 @@ class Engine:
             input_formats=[m.format.name for m in task.inputs],
             output_shapes=[list(m.shape) for m in task.outputs], output_dtypes=[m.dtype.name for m in task.outputs],
             output_formats=[m.format.name for m in task.outputs],
-            attrs={k: v for k, v in task.attrs.items() if not k.startswith("_")})
+            attrs=dict(task.attrs))
 
     def _stream(self, dm: DeviceModel, tasks: list, records: list):
         env = self.env
@@ -241,7 +242,7 @@ class Engine:
                 start = env.now
                 for other in dm.active.values():
                     other[0] = True
-                base, nbytes = t.attrs["_range"]
+                base, nbytes = t.byte_range
                 moved = yield from self.prefetch(dm, base, nbytes, PREFETCH_PIECE_BYTES)
                 rec.start_us = self.us(start)
                 rec.duration_us = self.us(env.now - start)
@@ -261,15 +262,16 @@ class Engine:
                 ready = env.now
                 yield from self._launched(t, rec)
                 yield from self._kernel(dm, t, rec)
-                rec.wait_us = max(0.0, rec.start_us - self.us(max(ready, t.attrs["_launch"][1])))
+                rec.wait_us = max(0.0, rec.start_us - self.us(max(ready, self._launches[t.id][1])))
                 records.append(rec)
             else:
                 raise ValueError(f"unknown task kind {t.kind!r}")
+            self._launches.pop(t.id, None)
             self._event(t).succeed()
 
     def _launched(self, task, rec: OpRecord):
         """Wait until the host has launched ``task`` (its launch interval was set in run())."""
-        launch_start, launch_end = task.attrs["_launch"]
+        launch_start, launch_end = self._launches[task.id]
         if self.env.now < launch_end:
             yield self.env.timeout(launch_end - self.env.now)
         rec.launch_us = self.us(launch_end - launch_start)
@@ -635,7 +637,7 @@ class Engine:
     def _collective(self, dm: DeviceModel, task, rec: OpRecord):
         """A rank's part of a collective: wait until every rank has reached it, then run the
         schedule (one process for all ranks) and finish together."""
-        call = task.attrs["_coll"]
+        call = task.collective
         state = self._collectives.get(id(call))
         if state is None:
             state = self._collectives[id(call)] = {"arrived": set(), "done": self.env.event(), "call": call,

@@ -2,6 +2,9 @@
 
 Public entry points (fixed names): :class:`Simulator`, :func:`current_simulator`,
 :class:`Stream`, :class:`Event`, :class:`Report`, :class:`NPUOutOfMemoryError`.
+
+:mod:`ascend_sim.runtime.collective` is the one service that meets a group and queues its
+collectives (``meet``, ``queue``), for ``ascend_sim.distributed`` and the fused ops alike.
 """
 from .device import Device
 from .memory import CachingAllocator, NPUOutOfMemoryError

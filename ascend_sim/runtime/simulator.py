@@ -251,9 +251,7 @@ class Simulator:
         self._records.extend(records)
         self._timeline = self.engine.timeline
         for t in pending:
-            # what ran is kept as its record; plans and scratch memory are let go
-            t.plan = None
-            t.attrs.pop("_workspace", None)
+            t.release()         # what ran is kept as its record; plans and scratch memory are let go
         for d in self.devices:
             for s in d.streams:
                 s.completed = s.queued

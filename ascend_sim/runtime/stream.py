@@ -19,12 +19,26 @@ from typing import Any
 _task_ids = itertools.count()
 
 
+TASK_KINDS = ("kernel", "prefetch", "collective", "host", "event_record", "event_wait")
+
+
 @dataclass(eq=False)
 class Task:
-    """One unit of device work as the engine receives it.
+    """One unit of device work as the engine receives it. What the engine needs is in typed fields;
+    ``attrs`` holds only what the report row shows (the op's options, "scope", "kernel", "op"...).
 
-    kind: "kernel" (an op with a KernelPlan), "event_record", "event_wait", "host" (no device work:
-    recorded in the report with zero duration, e.g. a metadata-only op).
+    kind:
+      * "kernel" -- an op's KernelPlan (``plan``) on the AI Cores or AI CPU, its tensors at
+        ``addresses``; ``workspace`` is the GM scratch tensor its call shares, held until it has run;
+      * "prefetch" -- npu_prefetch's L2 fill of ``byte_range`` = (HBM address, bytes);
+      * "collective" -- this rank's part of ``collective`` (an engine CollectiveCall that every
+        rank's task shares), on the device's communication engine;
+      * "host" -- no device work: a report row with zero duration (e.g. a metadata-only op);
+      * "event_record" / "event_wait" -- ``event`` recorded here / the stream waits for ``wait_for``
+        (the record task).
+
+    host_launch: whether the host launches the task (``runtime.kernel_launch_us``); False for the
+    later parts of a fused op, which is launched once.
     """
 
     name: str
@@ -35,11 +49,28 @@ class Task:
     outputs: tuple = ()
     attrs: dict = field(default_factory=dict)
     addresses: dict = field(default_factory=dict)   # plan tensor name -> HBM address
+    host_launch: bool = True
+    workspace: Any = None             # NPUTensor: the call's GM scratch (kernels)
+    byte_range: "tuple[int, int] | None" = None     # prefetch: (address, bytes)
+    collective: Any = None            # engine.collectives.CollectiveCall (collectives)
     event: "Event | None" = None
     wait_for: "Task | None" = None    # event_wait: the record task it waits for
     id: int = field(default_factory=lambda: next(_task_ids))
     index: int = -1                   # position on its stream
     record: Any = None                # the report row, filled by the engine
+
+    def __post_init__(self):
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"Task {self.name!r}: kind must be one of {', '.join(TASK_KINDS)}, got {self.kind!r}")
+        need = {"kernel": "plan", "prefetch": "byte_range", "collective": "collective",
+                "event_wait": "wait_for"}.get(self.kind)
+        if need is not None and getattr(self, need) is None:
+            raise ValueError(f"Task {self.name!r}: a {self.kind} task needs its {need}")
+
+    def release(self) -> None:
+        """Let go of what the task held until it ran (its plan and scratch memory)."""
+        self.plan = None
+        self.workspace = None
 
 
 class Stream:

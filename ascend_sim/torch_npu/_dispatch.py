@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import dtypes as D
 from .. import ops as _ops
-from ..runtime import Task, current_simulator
+from ..runtime import Task, collective, current_simulator
 from ..tensor import NPUTensor, TensorMeta, contiguous
 from . import _interop
 from ._api_table import API_TABLE, ApiEntry
@@ -69,6 +69,10 @@ def make_api_function(entry: ApiEntry) -> Callable:
                    f"Products: {', '.join(entry.products)}. Category: {entry.category}.")
     api.__module__ = "ascend_sim.torch_npu"
     return api
+
+
+# Every API function, by name (the package exports those without a namespace; ``npu`` the rest).
+API_FUNCTIONS: dict[str, Callable] = {e.name: make_api_function(e) for e in API_TABLE}
 
 
 def check_product(entry: ApiEntry, chip) -> None:
@@ -295,8 +299,10 @@ def _workspace(dev, plans):
     return dev.new_tensor(TensorMeta((int(ws_bytes),), D.uint8)) if ws_bytes else None
 
 
-def _submit_kernels(sim, dev, op_name: str, a: _ops.Args, metas, outputs, plans, attrs: dict, ws="new") -> list:
-    """Queue an op's kernels on the current stream; returns their tasks."""
+def _submit_kernels(sim, dev, op_name: str, a: _ops.Args, metas, outputs, plans, attrs: dict, ws="new",
+                    host_launch: bool = True) -> list:
+    """Queue an op's kernels on the current stream; returns their tasks. ``host_launch=False``: a
+    later part of a fused op, launched with its first."""
     inputs = tuple(v.meta for v in a.values() if isinstance(v, NPUTensor))
     addrs = addresses(a, outputs)
     if ws == "new":
@@ -306,21 +312,20 @@ def _submit_kernels(sim, dev, op_name: str, a: _ops.Args, metas, outputs, plans,
         task_addrs, task_attrs = dict(addrs), dict(attrs)
         if ws is not None:
             task_addrs["workspace"] = ws.address
-            task_attrs["_workspace"] = ws
         if len(plans) > 1:
             task_attrs["kernel"] = plan.name if plan is not None else f"part{k}"
         tasks.append(sim.submit(Task(op_name, "kernel" if plan is not None else "host", dev.current_stream,
-                                     plan=plan, inputs=inputs, outputs=metas, attrs=task_attrs, addresses=task_addrs)))
+                                     plan=plan, inputs=inputs, outputs=metas, attrs=task_attrs, addresses=task_addrs,
+                                     workspace=ws, host_launch=host_launch)))
     return tasks
 
 
 def run_comm_op(sim, dev, op: "_ops.CommOp", a: _ops.Args) -> tuple[NPUTensor, ...]:
     """A communicating op: infer, this rank's part, the rendezvous that combines every rank's
     parts, then its kernels on the current stream and its collectives on the comm stream, joined
-    by events so chunks of compute and communication pipeline."""
-    from ..engine.collectives import CollectiveCall, choose_algorithm, schedule
-    from ..isa import CommStep, KernelPlan, WaitComm
-    from ..runtime import Event
+    by events so chunks of compute and communication pipeline (the runtime's collective service,
+    as ``ascend_sim.distributed`` uses it)."""
+    from ..isa import CommStep
 
     legacy = getattr(op, "legacy", False)
     spec = None if legacy else op.infer(a, sim.chip)
@@ -334,65 +339,24 @@ def run_comm_op(sim, dev, op: "_ops.CommOp", a: _ops.Args) -> tuple[NPUTensor, .
             check_group(a, group.ranks)
         items = list(_plans(sim, op, a, metas, extra=(group.name, group.ranks)) or [])
         attrs = op.attrs(a)
+        combine = lambda parts: op.combine(parts, a, group.ranks)      # noqa: E731
     else:
         op.check_group(spec, group.ranks)
         items = list(plans_for(sim, op, spec, extra=(group.name, group.ranks), plan_args=(group.ranks,)) or [])
         attrs = _spec_attrs(spec)
+        combine = lambda parts: op.combine(spec, parts, group.ranks)   # noqa: E731
     steps = [it for it in items if isinstance(it, CommStep)]
     tensors = tuple((k, v.shape, v.dtype.name) for k, v in a.items() if isinstance(v, NPUTensor))
-    desc = (op.name, tensors, tuple((c.kind, c.nbytes) for c in steps))
-    topo = sim.topology
-
-    def combine(parts):
-        results = {r: None for r in parts} if sim.is_meta else \
-            op.combine(parts, a, group.ranks) if legacy else op.combine(spec, parts, group.ranks)
-        calls = []
-        for c in steps:
-            alg = choose_algorithm(c.kind, list(group.ranks), c.nbytes, topo.servers(), topo.mesh)
-            calls.append(CollectiveCall(c.kind, alg, tuple(group.ranks), c.nbytes,
-                                        schedule(c.kind, alg, list(group.ranks), c.nbytes, servers=topo.servers()),
-                                        c.name or f"{op.name}.{c.kind}"))
-        return results, calls
-
     part = None if sim.is_meta else op.local(a) if legacy else op.local(spec, a)
-    mine, calls = sim.world.meet(group, dev.index, desc, part, combine)
+    mine, calls = collective.meet(sim, group, op.name, (tensors,), part, combine, steps)
     outputs = tuple(dev.new_tensor(m, None if mine is None else contiguous(mine[i]))
                     for i, m in enumerate(metas))
-    cur, comm = dev.current_stream, dev.comm_stream
-    start = Event()               # communication that comes first still waits for earlier work
-    start.record(cur)
-    after_kernel: list[Event] = []
-    after_comm: list[Event] = []
     ws = _workspace(dev, items)
-    first = True
-    for it in items:
-        if isinstance(it, KernelPlan):
-            tasks = _submit_kernels(sim, dev, op.name, a, metas, outputs, [it], attrs, ws=ws)
-            if not first:          # a fused op is launched once: its later parts cost no host launch
-                for t in tasks:
-                    t.attrs["_no_launch"] = True
-            first = False
-            ev = Event()
-            ev.record(cur)
-            after_kernel.append(ev)
-        elif isinstance(it, CommStep):
-            i = len(after_comm)
-            dep = after_kernel[it.after] if it.after is not None else (after_kernel[-1] if after_kernel else start)
-            dep.wait(comm)
-            attrs = {"_coll": calls[i], "op": op.name}
-            if not first:
-                attrs["_no_launch"] = True
-            first = False
-            sim.submit(Task(calls[i].name, "collective", comm, inputs=tuple(m for m in metas), attrs=attrs))
-            ev = Event()
-            ev.record(comm)
-            after_comm.append(ev)
-        elif isinstance(it, WaitComm):
-            after_comm[it.step].wait(cur)
-        else:
-            raise TypeError(f"{op.name}: plan items must be KernelPlan, CommStep or WaitComm, got {type(it).__name__}")
-    for ev in after_comm:     # the op's outputs are ready once its communication is done
-        ev.wait(cur)
+
+    def kernel(plan, host_launch: bool) -> list:
+        return _submit_kernels(sim, dev, op.name, a, metas, outputs, [plan], attrs, ws=ws, host_launch=host_launch)
+
+    collective.queue(sim, items, calls, kernel=kernel, inputs=metas, attrs={"op": op.name})
     return outputs
 
 

@@ -240,6 +240,6 @@ def npu_prefetch(sim, dev, a, as_torch):
         ev = Event()
         ev.record(dev.current_stream)
         ev.wait(stream)
-    sim.submit(Task(name, "prefetch", stream, inputs=(t.meta,),
-                    attrs={"_range": (t.address + int(a.offset), nbytes), "bytes": nbytes}))
+    sim.submit(Task(name, "prefetch", stream, inputs=(t.meta,), byte_range=(t.address + int(a.offset), nbytes),
+                    attrs={"bytes": nbytes}))
     return None

@@ -73,9 +73,10 @@ def test_all_gather_and_reduce_scatter(alg):
 
 
 @pytest.mark.parametrize("alg", ["mesh", "ring"])
-def test_all_to_all_single_with_split_sizes(alg):
+@pytest.mark.parametrize("splits", [[[1, 2, 0], [2, 1, 1], [0, 3, 2]],      # rows rank i sends to rank j
+                                    [[1, 2, 0], [0, 0, 0], [0, 3, 2]]])     # rank 1 sends nothing
+def test_all_to_all_single_with_split_sizes(alg, splits):
     n = 3
-    splits = [[1, 2, 0], [2, 1, 1], [0, 3, 2]]       # rows rank i sends to rank j
     with Simulator(world_size=n, trace="ops") as sim:
         def fn(rank):
             rows_in = sum(splits[rank])

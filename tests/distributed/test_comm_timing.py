@@ -88,3 +88,38 @@ def test_blocking_all_reduce_orders_the_current_stream():
     ar = next(o for o in ops if o.name == "all_reduce")
     one = next(o for o in ops if o.name == "one_")
     assert one.start_us >= ar.end_us
+
+
+def _all_to_all_rows(splits, row_elems=1024):
+    n = len(splits)
+    with Simulator("Ascend910B2", world_size=n, trace="ops", mode="meta") as sim:
+        def fn(r):
+            x = torch_npu.empty_with_format((sum(splits[r]), row_elems), "float16")
+            recv = [splits[j][r] for j in range(n)]
+            dist.all_to_all_single(torch_npu.empty_with_format((sum(recv), row_elems), "float16"), x, recv,
+                                   splits[r])
+        sim.spmd(fn)
+        rows = {o.device: o for o in sim.report().ops if o.name == "all_to_all_single"}
+    assert sorted(rows) == list(range(n))
+    return rows, sim
+
+
+def test_all_to_all_v_moves_each_ranks_own_split_sizes():
+    """Unequal splits: each rank sends its row of the byte matrix and receives its column (the
+    diagonal stays home); on the HCCS mesh every pair has its own link, so the heaviest pair sets
+    the time: one link latency plus its bytes at the link's bandwidth."""
+    n, row_bytes = 8, 1024 * 2
+    splits = [[64] * n for _ in range(n)]
+    splits[2][5] = 512
+    splits[6] = [0] * n                          # a rank that sends nothing
+    rows, sim = _all_to_all_rows(splits)
+    sent = lambda i: sum(splits[i][j] for j in range(n) if j != i) * row_bytes      # noqa: E731
+    got = lambda j: sum(splits[i][j] for i in range(n) if i != j) * row_bytes       # noqa: E731
+    for r, o in rows.items():
+        assert (o.bytes_read, o.bytes_written) == (sent(r), got(r))
+        assert o.attrs["message_bytes"] == sum(map(sum, splits)) * row_bytes
+    hccs = sim.chip.links["hccs"]
+    heavy = 512 * row_bytes
+    assert rows[0].duration_us == pytest.approx(hccs.latency_us + heavy / (hccs.bandwidth_GBps * 1e3), rel=1e-3)
+    uniform, _ = _all_to_all_rows([[64] * n for _ in range(n)])
+    assert uniform[0].duration_us < 0.5 * rows[0].duration_us
