@@ -17,16 +17,11 @@ from __future__ import annotations
 
 from ..formats import Format
 from . import _runtime_api  # noqa: F401  (registers the host functions)
+from . import npu
 from ._api_table import API_TABLE, ApiEntry
-from ._dispatch import make_api_function, not_implemented
+from ._dispatch import API_FUNCTIONS, not_implemented
 
-_functions = {}
-for _entry in API_TABLE:
-    _functions[_entry.name] = make_api_function(_entry)
-    if not _entry.namespace:
-        globals()[_entry.name] = _functions[_entry.name]
-
-from . import npu  # noqa: E402  (needs the functions above)
+globals().update({_e.name: API_FUNCTIONS[_e.name] for _e in API_TABLE if not _e.namespace})
 
 __all__ = sorted(e.name for e in API_TABLE if not e.namespace) + ["npu", "Format", "not_implemented",
                                                                     "API_TABLE", "ApiEntry"]

@@ -3,10 +3,10 @@ reaches for, acting on the current simulator."""
 from __future__ import annotations
 
 from ..runtime import Event, Stream, current_simulator
-from . import _functions
+from ._dispatch import API_FUNCTIONS
 
-enable_deterministic_with_backward = _functions["enable_deterministic_with_backward"]
-disable_deterministic_with_backward = _functions["disable_deterministic_with_backward"]
+enable_deterministic_with_backward = API_FUNCTIONS["enable_deterministic_with_backward"]
+disable_deterministic_with_backward = API_FUNCTIONS["disable_deterministic_with_backward"]
 
 
 def current_stream() -> Stream:
