@@ -116,3 +116,83 @@ def to_int8_saturated(values: np.ndarray) -> np.ndarray:
 def int4_values(words: np.ndarray) -> np.ndarray:
     """int32 words holding eight int4 values each -> int8 array with the last dim x8."""
     return D.unpack_int4(np.ascontiguousarray(words, dtype=np.int32)).astype(np.int8)
+
+
+# ----- GEMM numerics and operand checks (the matmul, quantised-matmul and fused comm families) -----
+EXACT_FLOAT64 = 2 ** 53       # integers below this add exactly in float64
+
+
+def float_matmul(a, b) -> np.ndarray:
+    """fp32-accumulated product of any float inputs (upcast once), broadcasting batch dims."""
+    return np.matmul(fp32(a), fp32(b))
+
+
+def int_matmul(a, b) -> np.ndarray:
+    """Exact integer product (int64), broadcasting batch dims."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.size == 0 or b.size == 0:
+        return np.matmul(a.astype(np.int64), b.astype(np.int64))
+    bound = float(np.abs(a).max()) * float(np.abs(b).max()) * a.shape[-1]
+    if bound < EXACT_FLOAT64:
+        return np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.int64)
+    return np.matmul(a.astype(np.int64), b.astype(np.int64))
+
+
+def wrap_int32(v) -> np.ndarray:
+    """int64 -> int32 modulo 2^32, as 32-bit integer hardware lanes wrap."""
+    return np.asarray(v, dtype=np.int64).astype(np.int32)
+
+
+def unpack_int4_matrix(words: np.ndarray, packed_along_k: bool) -> np.ndarray:
+    """int32 words of a (k, n) int4 matrix -> int8 values (k, n). Packed along n: (k, n/8) words;
+    packed along k: (k/8, n) words (the transpose of (n, k/8))."""
+    if packed_along_k:
+        return int4_values(np.swapaxes(words, -1, -2)).swapaxes(-1, -2)
+    return int4_values(words)
+
+
+def aligned_batch(batch, n: int) -> tuple:
+    """Batch dims right-aligned to ``n`` dims (leading 1s)."""
+    return (1,) * (n - len(batch)) + tuple(batch)
+
+
+def broadcast_batch(op, a_batch, b_batch, a_arg: str, b_arg: str) -> tuple:
+    """Right-aligned broadcast of two batch shapes; OpError naming both arguments if impossible."""
+    n = max(len(a_batch), len(b_batch))
+    a, b = aligned_batch(a_batch, n), aligned_batch(b_batch, n)
+    out = []
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y and x != 1 and y != 1:
+            raise op.fail(b_arg, f"batch dims {tuple(b_batch)} cannot be broadcast with {a_arg}'s {tuple(a_batch)} "
+                                 f"(axis {i - n}: {x} vs {y})")
+        out.append(max(x, y))
+    return tuple(out)
+
+
+def matrix_format(op, arg: str, t) -> bool:
+    """True if a matmul operand is FRACTAL_NZ; ND-like base formats give False; others fail."""
+    from ascend_sim import formats as F
+    if t.format == F.Format.FRACTAL_NZ:
+        return True
+    if F.is_fractal(t.format):
+        raise op.fail(arg, f"format {t.format.name} is not supported (ND or FRACTAL_NZ)")
+    return False
+
+
+def dequantise_weight(w, scale, offset, group: int, k: int, dtype) -> np.ndarray:
+    """A low-bit (k, n) weight as the cube consumes it: ``(w + offset) * scale`` in float32, rounded
+    once to ``dtype``. ``scale`` / ``offset`` (float32 arrays; offset may be None) are per tensor,
+    per channel, or -- ``group`` > 0 -- one row per ``group`` rows of k."""
+    sf = np.asarray(scale, dtype=np.float32)
+    of = None if offset is None else np.asarray(offset, dtype=np.float32)
+    if group:
+        sf = np.repeat(sf, group, axis=0)[:k]
+        of = None if of is None else np.repeat(of, group, axis=0)[:k]
+    else:
+        sf = sf.reshape(1, -1)
+        of = None if of is None else of.reshape(1, -1)
+    wf = np.asarray(w).astype(np.float32)
+    if of is not None:
+        wf = wf + of
+    return D.cast(wf * sf, dtype)

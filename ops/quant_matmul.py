@@ -46,35 +46,32 @@ import numpy as np
 
 from ascend_sim import dtypes as D
 from ascend_sim import formats as F
-from ascend_sim.isa import GM, XWAIT, Buf, ISAError, KernelPlan, Pipe, Program, ProgramBuilder
+from ascend_sim.isa import ISAError
 from ascend_sim.tensor import TensorMeta
 
-from .base import Args, LegacyOp as Op
-from .matmul import (BF16, F16, F32, I4, I8, I32, I64, INNER_LIMIT, INT4_PER_INT32, GemmSide, aligned,
-                     broadcast_batch, dequant_epilogue_plan, float_matmul, gemm_plans, int_matmul, matrix_bytes,
-                     matrix_format, relayout, rows_locator, share_workspace, wrap_int32)
-from .quant import (as_float32, int4_values, is_310p, pack_quant_param, quant_param_offset, quant_param_scale,
-                    to_int8_saturated, trans_quant_param_plan)
-from .templates.matmul import MatmulProblem, Operand as CubeOperand, matmul_plan
+from .base import Args, Op, OpSpec
+from .common import (INT4_PER_INT32, aligned_batch, as_float32, broadcast_batch, dequantise_weight, float_matmul, int4_values,
+                     int_matmul, is_310p, matrix_format, pack_quant_param, quant_param_offset, quant_param_scale,
+                     to_int8_saturated, unpack_int4_matrix, wrap_int32)
+from .quant import trans_quant_param_plan
+from .templates.cube import Layout, Operand
+from .templates.gemm import (AntiquantWeight, GemmSide, antiquant_cube, antiquant_mix_plan, dequant_epilogue_plan,
+                             gemm_plans, gemm_tiling, matrix_bytes, share_workspace)
+from .templates.matmul import MatmulProblem, default_tiling, matmul_plan
 
+F16, BF16, F32, I4, I8, I32, I64 = D.float16, D.bfloat16, D.float32, D.int4, D.int8, D.int32, D.int64
+INNER_LIMIT = 65536
 GB_GROUP = 128               # npu_quant_matmul G-B mode: [group_m, group_n, group_k] = [1, 128, 128]
-
-
-def unpack_words(words: np.ndarray, packed_along_k: bool) -> np.ndarray:
-    """int32 words of a (k, n) int4 matrix -> int8 values (k, n). Packed along n: (k, n/8) words;
-    packed along k: (k/8, n) words (the transpose of (n, k/8))."""
-    if packed_along_k:
-        return int4_values(np.swapaxes(words, -1, -2)).swapaxes(-1, -2)
-    return int4_values(words)
 
 
 # ============================================================================================
 # npu_quant_matmul
 # ============================================================================================
-@dataclass
-class _QSpec:
+@dataclass(frozen=True, kw_only=True)
+class QSpec(OpSpec):
     int4: bool
     x2_packed_k: bool
+    x2_nz: bool
     m: int
     k: int
     n: int
@@ -86,6 +83,10 @@ class _QSpec:
     convert: bool        # float32 scale turned into FIXPIPE words by npu_trans_quant_param first
     group_k: int         # kgroup: K per group
     gb: bool             # kgroup: G-B (int8) rather than K-G (int4)
+    scale: tuple         # (dtype, numel)
+    offset: tuple        # (dtype, numel) or ()
+    bias: D.DType | None
+    pertoken: bool
 
 
 class NpuQuantMatmul(Op):
@@ -108,7 +109,7 @@ class NpuQuantMatmul(Op):
         (I8, (I64, F32), (F32, None), (I32, None), (None,), (I8,)),
     )
 
-    def _spec(self, a: Args, chip) -> _QSpec:
+    def infer(self, a: Args, chip) -> QSpec:
         x1, x2 = self.tensor(a, "x1"), self.tensor(a, "x2")
         scale = self.tensor(a, "scale")
         offset = self.tensor(a, "offset", optional=True)
@@ -131,7 +132,7 @@ class NpuQuantMatmul(Op):
                 raise self.fail(arg, "must not be empty")
         if F.is_fractal(x1.format):
             raise self.fail("x1", f"format must be ND; got {x1.format.name}")
-        matrix_format(self, "x2", x2)
+        x2_nz = matrix_format(self, "x2", x2)
         if int4:
             if x1.ndim != 2 or x2.ndim != 2:
                 raise self.fail("x2" if x1.ndim == 2 else "x1", "int4 (int32 words) inputs must be 2-D")
@@ -244,21 +245,20 @@ class NpuQuantMatmul(Op):
         else:
             mode = "epilogue"
         gk = groups[2] if groups else k
-        return _QSpec(int4, packed_k, m, k, n, batch, aligned(x1.shape[:-2], len(batch)),
-                      aligned(x2.shape[:-2], len(batch)), out_dt, mode, convert, gk,
-                      groups is not None and not int4)
+        return QSpec(outputs=(TensorMeta((*batch, m, n), out_dt),),
+                     attrs=(("output_dtype", str(a.get("output_dtype"))),), int4=int4, x2_packed_k=packed_k,
+                     x2_nz=x2_nz, m=m, k=k, n=n, batch=batch, x1_batch=aligned_batch(x1.shape[:-2], len(batch)),
+                     x2_batch=aligned_batch(x2.shape[:-2], len(batch)), out_dt=out_dt, mode=mode, convert=convert,
+                     group_k=gk, gb=groups is not None and not int4, scale=(scale.dtype, scale.numel),
+                     offset=() if offset is None else (offset.dtype, offset.numel),
+                     bias=None if bias is None else bias.dtype, pertoken=pts is not None)
 
-    def infer(self, a: Args, chip):
-        s = self._spec(a, chip)
-        return (TensorMeta((*s.batch, s.m, s.n), s.out_dt),)
-
-    def _values(self, a: Args, s: _QSpec):
+    def _values(self, a: Args, s: QSpec):
         if s.int4:
-            return int4_values(a.x1.data), unpack_words(a.x2.data, s.x2_packed_k)
+            return int4_values(a.x1.data), unpack_int4_matrix(a.x2.data, s.x2_packed_k)
         return a.x1.data, a.x2.data
 
-    def compute(self, a: Args, outs):
-        s = self._spec(a, None)
+    def compute(self, s: QSpec, a: Args):
         x1, x2 = self._values(a, s)
         bias, pts, offset = a.get("bias"), a.get("pertoken_scale"), a.get("offset")
         if s.mode == "kgroup":
@@ -290,7 +290,7 @@ class NpuQuantMatmul(Op):
             v = v + as_float32(bias)
         return (D.cast(v, s.out_dt),)
 
-    def _kgroup(self, a: Args, s: _QSpec, x1, x2) -> np.ndarray:
+    def _kgroup(self, a: Args, s: QSpec, x1, x2) -> np.ndarray:
         gk = s.group_k
         ng = -(-s.k // gk)
         scale = as_float32(a.scale)
@@ -313,15 +313,35 @@ class NpuQuantMatmul(Op):
             v = v * pts.reshape(s.m, 1)
         return D.cast(v, s.out_dt)
 
-    def _plans(self, a: Args, outs, chip, tiling=None):
-        s = self._spec(a, chip)
+    def _sides(self, s: QSpec):
         cube_dt = I4 if s.int4 else I8
-        x2 = a.x2
         A = GemmSide("x1", cube_dt, s.m, s.k, s.x1_batch)
-        B = GemmSide("x2", cube_dt, s.k, s.n, s.x2_batch, transposed=s.x2_packed_k, nz=matrix_format(self, "x2", x2))
-        bias = a.get("bias")
-        int_bias = "bias" if bias is not None and bias.dtype is I32 else None
+        B = GemmSide("x2", cube_dt, s.k, s.n, s.x2_batch, transposed=s.x2_packed_k, nz=s.x2_nz)
+        return A, B
+
+    def _kgroup_problem(self, s: QSpec, chip) -> MatmulProblem:
+        """K-grouped dequantisation: one int32 partial per K-group, a batch of K-slices of x1 and
+        x2 -- K-group j of x1 is columns j*gk.. of rows k apart; of x2 (stored (n, k)) the same."""
+        cube_dt = I4 if s.int4 else I8
+        it = cube_dt.itemsize
+        gk, ng = s.group_k, -(-s.k // s.group_k)
+        stored = (s.n, gk) if s.x2_packed_k else (gk, s.n)
+        A = Operand("x1", s.m, gk, cube_dt, layout=Layout(ld=s.k * it, batch_stride=int(gk * it)))
+        b_at = Layout(ld=s.k * it, batch_stride=int(gk * it)) if s.x2_packed_k and not s.x2_nz else \
+            Layout(batch_stride=matrix_bytes(chip, *stored, cube_dt, s.x2_nz))
+        B = Operand("x2", gk, s.n, cube_dt, s.x2_packed_k, s.x2_nz, b_at)
+        return MatmulProblem(ng, s.m, s.n, gk, A, B, "workspace", I32)
+
+    def default_tiling(self, s: QSpec, chip):
+        if s.mode == "kgroup":
+            return default_tiling(chip, self._kgroup_problem(s, chip))
+        return gemm_tiling(chip, s.batch, *self._sides(s))
+
+    def plan(self, s: QSpec, chip, tiling=None):
+        A, B = self._sides(s)
+        int_bias = "bias" if s.bias is I32 else None
         rows = math.prod(s.batch) * s.m
+        scale_dt, scale_n = s.scale
         if s.mode == "int32":
             return gemm_plans(self.name, chip, s.batch, A, B, "out0", I32, bias=int_bias, tiling=tiling)
         if s.mode == "fixpipe" and not chip.buffers.fb:
@@ -330,194 +350,71 @@ class NpuQuantMatmul(Op):
             cube = gemm_plans(self.name, chip, s.batch, A, B, "workspace", I32, bias=int_bias, tiling=tiling)
             cube[0].workspace_bytes = rows * s.n * 4
             post = dequant_epilogue_plan(self.name + ".dequant", chip, rows, s.n, "out0", s.out_dt,
-                                         scale=("scale", a.scale.dtype.itemsize, a.scale.numel))
+                                         scale=("scale", scale_dt.itemsize, scale_n))
             return share_workspace(cube + [post])
         if s.mode == "fixpipe":
             pre = []
             scale_name = "scale"
             if s.convert:
-                off = a.get("offset")
-                n_words = max(a.scale.numel, 1 if off is None else off.numel)
+                off_n = s.offset[1] if s.offset else 1
+                n_words = max(scale_n, off_n)
                 pre = [trans_quant_param_plan(self.name + ".trans_quant_param", chip, n_words, scale="scale",
-                                              scale_len=a.scale.numel, offset=None if off is None else "offset",
-                                              offset_len=1 if off is None else off.numel, out="workspace")]
+                                              scale_len=scale_n, offset="offset" if s.offset else None,
+                                              offset_len=off_n, out="workspace")]
                 pre[0].workspace_bytes = n_words * 8
                 scale_name = "workspace"
             cube = gemm_plans(self.name, chip, s.batch, A, B, "out0", s.out_dt, bias=int_bias, scale=scale_name,
-                              scale_per_tensor=a.scale.numel == 1, tiling=tiling)
+                              scale_per_tensor=scale_n == 1, tiling=tiling)
             return share_workspace(pre + cube)
         if s.mode == "epilogue":
-            cube = gemm_plans(self.name, chip, s.batch, A, B, "workspace", I32, bias=int_bias, tiling=tiling)
-            if len(cube) > 1:
-                raise ISAError(f"{self.name}: split_k is not supported when a vector epilogue dequantises")
+            cube = gemm_plans(self.name, chip, s.batch, A, B, "workspace", I32, bias=int_bias, tiling=tiling,
+                              single="a vector epilogue dequantises")
             cube[0].workspace_bytes = rows * s.n * 4
-            pts = a.get("pertoken_scale")
             post = dequant_epilogue_plan(self.name + ".dequant", chip, rows, s.n, "out0", s.out_dt,
-                                         scale=("scale", a.scale.dtype.itemsize, a.scale.numel),
-                                         pertoken=None if pts is None else ("pertoken_scale", 4.0),
-                                         bias=None if bias is None or int_bias else ("bias", bias.dtype.itemsize))
+                                         scale=("scale", scale_dt.itemsize, scale_n),
+                                         pertoken=("pertoken_scale", 4.0) if s.pertoken else None,
+                                         bias=None if s.bias is None or int_bias else ("bias", s.bias.itemsize))
             return share_workspace(cube + [post])
-        return self._kgroup_plans(a, s, chip, tiling)
+        return self._kgroup_plans(s, chip, tiling)
 
-    def _kgroup_plans(self, a: Args, s: _QSpec, chip, tiling):
-        """K-grouped dequantisation: the cube writes one int32 partial per K-group (a batch of
-        K-slices of x1 and x2), the epilogue scales and sums them."""
-        cube_dt = I4 if s.int4 else I8
-        it = cube_dt.itemsize
-        gk, ng = s.group_k, -(-s.k // s.group_k)
-        nz = matrix_format(self, "x2", a.x2)
-        stored = (s.n, gk) if s.x2_packed_k else (gk, s.n)
-        A = CubeOperand("x1", s.m, gk, cube_dt, batch_stride=int(s.m * gk * it))
-        B = CubeOperand("x2", gk, s.n, cube_dt, s.x2_packed_k, nz, batch_stride=matrix_bytes(*stored, cube_dt, nz))
-        p = MatmulProblem(ng, s.m, s.n, gk, A, B, "workspace", I32, out_batch_stride=s.m * s.n * 4)
-        cube = matmul_plan(self.name, chip, p, tiling)
-        if isinstance(cube, list):
+    def _kgroup_plans(self, s: QSpec, chip, tiling):
+        """The cube writes one int32 partial per K-group, the epilogue scales and sums them."""
+        it = (I4 if s.int4 else I8).itemsize
+        ng = -(-s.k // s.group_k)
+        if tiling is not None and tiling.split_k > 1:
             raise ISAError(f"{self.name}: split_k is not supported with group_sizes")
-        # K-group j of x1 is columns j*gk.. of rows k apart; of x2 (stored (n, k)) the same
-        relayout(cube, chip, "x1", rows_locator(int(gk * it), int(s.k * it), batch_bytes=int(s.m * gk * it),
-                                                place=lambda j: int(j * gk * it)), stride=int(s.k * it))
-        if s.x2_packed_k and not nz:
-            relayout(cube, chip, "x2", rows_locator(int(gk * it), int(s.k * it), batch_bytes=int(s.n * gk * it),
-                                                    place=lambda j: int(j * gk * it)), stride=int(s.k * it))
+        cube = matmul_plan(self.name, chip, self._kgroup_problem(s, chip), tiling)
         cube.workspace_bytes = ng * s.m * s.n * 4
         extra = []
         if not s.gb:     # the offset term needs each row's K-group sums of x1
             extra.append(("x1", it, "row", s.k))
         post = dequant_epilogue_plan(self.name + ".dequant", chip, s.m, s.n, "out0", s.out_dt, partials=ng,
-                                     scale=("scale", 4.0, a.scale.numel),
+                                     scale=("scale", 4.0, s.scale[1]),
                                      pertoken=("pertoken_scale", 4.0 * (ng if s.gb else 1)),
-                                     offset=None if s.gb else ("offset", 2.0, a.offset.numel),
-                                     bias=("bias", 4.0) if a.get("bias") is not None else None, extra=extra)
+                                     offset=None if s.gb else ("offset", 2.0, s.offset[1]),
+                                     bias=("bias", 4.0) if s.bias is not None else None, extra=extra)
         return share_workspace([cube, post])
-
-    def plan(self, a: Args, outs, chip):
-        return self._plans(a, outs, chip)
-
-    def attrs(self, a: Args) -> dict:
-        return {"output_dtype": str(a.get("output_dtype"))}
 
 
 # ============================================================================================
 # npu_weight_quant_batchmatmul
 # ============================================================================================
-@dataclass
-class _WSpec:
+@dataclass(frozen=True, kw_only=True)
+class WSpec(OpSpec):
     m: int
     k: int
     n: int
+    x_dt: D.DType
     w_dt: D.DType          # int8 or int4
     packed_k: bool         # int4 words packed along k: (k/8, n)
     nz: bool
     granularity: str       # "tensor", "channel", "group"
     group: int
     out_dt: D.DType
-
-
-def _copy_with_cross_waits(prog: Program, tensor: str, flag: int) -> tuple[Program, list]:
-    """A copy of a cube program that waits for its AIVs (cross-core ``flag``) before every MTE2
-    load of ``tensor``; also returns those loads' GM accesses, in order."""
-    out = Program(prog.core)
-    loads = []
-    xwait = out.name_id("cross_wait")
-    for i, kind in enumerate(prog.kind):
-        if kind == GM:
-            acc = prog.accesses[prog.arg[i]]
-            if acc.tensor == tensor and not acc.write:
-                out.kind.append(XWAIT)
-                out.pipe.append(int(prog.pipe[i]))
-                out.name.append(xwait)
-                out.cycles.append(0.0)
-                out.latency.append(0.0)
-                out.arg.append(("AIV", flag))
-                loads.append(acc)
-            out.accesses.append(acc)
-            arg = len(out.accesses) - 1
-        else:
-            arg = prog.arg[i]
-        out.kind.append(kind)
-        out.pipe.append(prog.pipe[i])
-        out.name.append(out.name_id(prog.names[prog.name[i]]))
-        out.cycles.append(prog.cycles[i])
-        out.latency.append(prog.latency[i])
-        out.arg.append(arg)
-    out.flops = prog.flops
-    return out, loads
-
-
-def antiquant_mix_plan(name: str, chip, cube: KernelPlan, *, k: int, n: int, weight: str, w_item: float,
-                       w_rows_along_n: bool, scale: str, s_item: float, s_count: int, group: int,
-                       offset: str | None, o_item: float, out_item: float) -> KernelPlan:
-    """The weight-quant kernel as Ascend runs it: a MIX kernel whose AIC blocks are ``cube`` (B read
-    from the workspace in NZ) and whose AIV blocks, just ahead of each of their AIC's B loads,
-    dequantise exactly that K x N chunk of the low-bit weight into the workspace and raise a
-    cross-core flag the AIC waits for. Both halves of a block share one GM workspace, so the
-    handover stays in L2 and AIV work overlaps the cube's."""
-    ratio = 1 if chip.cores.coupled else 2
-    fp_c0 = int(32 // out_item)                           # NZ column block of the dequantised dtype
-    col_bytes = -(-k // 16) * 16 * 32                     # bytes of one NZ column block
-    flag = 0
-    V, M2, M3 = Pipe.VECTOR, Pipe.MTE2, Pipe.MTE3
-    blocks = []
-    for blk in cube.blocks:
-        aic, loads = _copy_with_cross_waits(blk[0], "workspace", flag)
-        vecs = []
-        for a_idx in range(ratio):
-            b = ProgramBuilder(chip, "AIV")
-            j = 0
-            for acc in loads:
-                cb0, rr0 = acc.offset // col_bytes, (acc.offset % col_bytes) // 32
-                rows_all = acc.row_bytes // 32
-                c0 = cb0 * fp_c0
-                cols = max(1, min(n, (cb0 + acc.rows) * fp_c0) - c0)
-                share = -(-rows_all // ratio)
-                r_lo, r_hi = rr0 + a_idx * share, min(rr0 + rows_all, rr0 + (a_idx + 1) * share)
-                per_row = cols * (w_item + 4 + out_item)                 # weight, fp32 temp, result
-                scales = math.ceil(cols * (s_item + (o_item if offset else 0)) * (1 + (group > 0)) / 32) * 32
-                sub = max(1, int((chip.buffers.ub // 2 - scales) // per_row))
-                slot = math.ceil(sub * per_row / 32) * 32 + scales
-                for r0 in range(r_lo, r_hi, sub):
-                    rr = min(sub, r_hi - r0)
-                    base = (j % 2) * slot
-                    # event ids of their own for each AIV: the engine keys intra-core flags per
-                    # block, so the two AIVs of a block must not share ids
-                    buf = a_idx * 2 + j % 2
-                    if j >= 2:
-                        b.wait_flag(V, M2, buf)
-                    if w_rows_along_n:            # int4 words packed along K: stored (N, K)
-                        b.load_gm(Buf.UB, base, weight, int((c0 * k + r0) * w_item), cols, max(1, int(rr * w_item)),
-                                  max(1, int(k * w_item)))
-                    else:
-                        b.load_gm(Buf.UB, base, weight, int((r0 * n + c0) * w_item), rr, max(1, int(cols * w_item)),
-                                  max(1, int(n * w_item)))
-                    s_row = (r0 // group) if group else 0
-                    s_off = int((s_row * n + c0) * s_item) if s_count > 1 else 0
-                    s_len = max(1, int((cols if s_count > 1 else 1) * s_item * (1 + (group > 0))))
-                    b.load_gm(Buf.UB, base + slot - scales, scale, s_off, 1, s_len)
-                    if offset:
-                        b.load_gm(Buf.UB, base + slot - scales, offset, int(s_off * o_item / s_item), 1,
-                                  max(1, int(s_len * o_item / s_item)))
-                    b.set_flag(M2, V, buf)
-                    b.wait_flag(M2, V, buf)
-                    if j >= 2:
-                        b.wait_flag(M3, V, buf)
-                    elems = rr * cols
-                    b.vector("unary", "float32", elems, addrs=(base,))          # widen to fp32
-                    if offset:
-                        b.vector("binary", "float32", elems, addrs=(base,))     # + offset
-                    b.vector("binary", "float32", elems, addrs=(base,))         # * scale
-                    b.vector("unary", "float32", elems, addrs=(base,))          # round to fp16/bf16
-                    b.set_flag(V, M2, buf)
-                    b.set_flag(V, M3, buf)
-                    b.wait_flag(V, M3, buf)
-                    b.store_gm(base, "workspace", int(cb0 * col_bytes + r0 * 32), acc.rows, int(rr * 32), col_bytes)
-                    b.set_flag(M3, V, buf)
-                    j += 1
-                b.cross_set(M3, flag)     # this chunk's rows are in the workspace
-            vecs.append(b.build())
-        blocks.append([aic] + vecs)
-    tensors = tuple(dict.fromkeys(cube.tensors + (weight, scale) + ((offset,) if offset else ())))
-    return KernelPlan(name, "MIX", blocks, tensors=tensors, mix_ratio=ratio, tiling=cube.tiling, flops=cube.flops,
-                      workspace_bytes=matrix_bytes(k, n, D.float16, True))
+    scale: tuple           # antiquant_scale (dtype, numel)
+    offset: D.DType | None
+    bias: D.DType | None
+    quant_scale: int       # quant_scale's numel (0: none)
 
 
 class NpuWeightQuantBatchmatmul(Op):
@@ -529,7 +426,7 @@ class NpuWeightQuantBatchmatmul(Op):
     INT64_SCALE_ALIGN = 64
     NZ_INT4_GROUPS = (64, 128)   # FRACTAL_NZ int4 weight, per-group: group size 64 or 128, N aligned to 64
 
-    def _spec(self, a: Args, chip) -> _WSpec:
+    def infer(self, a: Args, chip) -> WSpec:
         x, w = self.tensor(a, "x"), self.tensor(a, "weight")
         scale = self.tensor(a, "antiquant_scale")
         offset = self.tensor(a, "antiquant_offset", optional=True)
@@ -638,31 +535,21 @@ class NpuWeightQuantBatchmatmul(Op):
                                 f"must be {want_b.name}")
             if bias.shape not in ((n,), (1, n)):
                 raise self.fail("bias", f"must be ({n},) or (1, {n}); got {bias.shape}")
-        return _WSpec(m, k, n, w_dt, packed_k, nz, gran, gsz, I8 if qs is not None else x.dtype)
+        return WSpec(outputs=(TensorMeta((m, n), I8 if qs is not None else x.dtype),), m=m, k=k, n=n, x_dt=x.dtype,
+                     w_dt=w_dt, packed_k=packed_k, nz=nz, granularity=gran, group=gsz,
+                     out_dt=I8 if qs is not None else x.dtype, scale=(scale.dtype, scale.numel),
+                     offset=None if offset is None else offset.dtype, bias=None if bias is None else bias.dtype,
+                     quant_scale=0 if qs is None else qs.numel)
 
-    def infer(self, a: Args, chip):
-        s = self._spec(a, chip)
-        return (TensorMeta((s.m, s.n), s.out_dt),)
-
-    def dequantised_weight(self, a: Args, s: _WSpec) -> np.ndarray:
+    def dequantised_weight(self, a: Args, s: WSpec) -> np.ndarray:
         """The (K, N) weight the cube multiplies: (w + offset) * scale in fp32, rounded to x's dtype."""
-        w = unpack_words(a.weight.data, s.packed_k) if s.w_dt is I4 else a.weight.data
+        w = unpack_int4_matrix(a.weight.data, s.packed_k) if s.w_dt is I4 else a.weight.data
         scale, offset = a.antiquant_scale, a.get("antiquant_offset")
         sf = quant_param_scale(scale.data) if scale.dtype is I64 else as_float32(scale)
-        of = None if offset is None else offset.data.astype(np.float32)
-        if s.granularity == "group":
-            sf = np.repeat(sf, s.group, axis=0)[:s.k]
-            of = None if of is None else np.repeat(of, s.group, axis=0)[:s.k]
-        else:
-            sf = sf.reshape(1, -1)
-            of = None if of is None else of.reshape(1, -1)
-        wf = w.astype(np.float32)
-        if of is not None:
-            wf = wf + of
-        return D.cast(wf * sf, a.x.dtype)
+        return dequantise_weight(w, sf, None if offset is None else offset.data.astype(np.float32),
+                                 s.group if s.granularity == "group" else 0, s.k, a.x.dtype)
 
-    def compute(self, a: Args, outs):
-        s = self._spec(a, None)
+    def compute(self, s: WSpec, a: Args):
         acc = float_matmul(a.x.data, self.dequantised_weight(a, s))
         bias = a.get("bias")
         if bias is not None:
@@ -681,28 +568,22 @@ class NpuWeightQuantBatchmatmul(Op):
                 v = v + as_float32(qo).reshape(1, -1)
         return (to_int8_saturated(v),)
 
-    def _plans(self, a: Args, outs, chip, tiling=None):
-        s = self._spec(a, chip)
-        x_dt = a.x.dtype
-        scale, offset = a.antiquant_scale, a.get("antiquant_offset")
-        A = GemmSide("x", x_dt, s.m, s.k)
-        B = GemmSide("workspace", x_dt, s.k, s.n, nz=True)      # the dequantised weight, in the cube's NZ layout
-        bias = a.get("bias")
-        qs = a.get("quant_scale")
-        cube = gemm_plans(self.name, chip, (), A, B, "out0", s.out_dt, bias=None if bias is None else "bias",
-                          bias_itemsize=4.0 if bias is None else bias.dtype.itemsize,
-                          scale=None if qs is None else "quant_scale",
-                          scale_per_tensor=qs is not None and qs.numel == 1, tiling=tiling)
-        if len(cube) > 1:
-            raise ISAError(f"{self.name}: split_k is not supported (the weight is dequantised per cube tile)")
-        return antiquant_mix_plan(self.name, chip, cube[0], k=s.k, n=s.n, weight="weight", w_item=s.w_dt.itemsize,
-                                  w_rows_along_n=s.packed_k, scale="antiquant_scale", s_item=scale.dtype.itemsize,
-                                  s_count=scale.numel, group=s.group if s.granularity == "group" else 0,
-                                  offset=None if offset is None else "antiquant_offset",
-                                  o_item=0 if offset is None else offset.dtype.itemsize, out_item=x_dt.itemsize)
+    def _weight(self, s: WSpec) -> AntiquantWeight:
+        return AntiquantWeight(k=s.k, n=s.n, weight="weight", w_item=s.w_dt.itemsize, w_rows_along_n=s.packed_k,
+                               scale="antiquant_scale", s_item=s.scale[0].itemsize, s_count=s.scale[1],
+                               group=s.group if s.granularity == "group" else 0,
+                               offset=None if s.offset is None else "antiquant_offset",
+                               o_item=0 if s.offset is None else s.offset.itemsize, out_item=s.x_dt.itemsize)
 
-    def plan(self, a: Args, outs, chip):
-        return self._plans(a, outs, chip)
+    def default_tiling(self, s: WSpec, chip):
+        return gemm_tiling(chip, (), GemmSide("x", s.x_dt, s.m, s.k), GemmSide("workspace", s.x_dt, s.k, s.n, nz=True))
+
+    def plan(self, s: WSpec, chip, tiling=None):
+        cube = antiquant_cube(self.name, chip, GemmSide("x", s.x_dt, s.m, s.k), self._weight(s), "out0", s.out_dt,
+                              tiling=tiling, bias=None if s.bias is None else "bias",
+                              bias_itemsize=4.0 if s.bias is None else s.bias.itemsize,
+                              scale="quant_scale" if s.quant_scale else None, scale_per_tensor=s.quant_scale == 1)
+        return antiquant_mix_plan(self.name, chip, cube, self._weight(s))
 
 
 OPS = (NpuQuantMatmul(), NpuWeightQuantBatchmatmul())

@@ -11,8 +11,8 @@ import ascend_sim.distributed as dist
 from ascend_sim import Simulator, torch_npu
 from ascend_sim.hw import get_chip
 from ascend_sim.isa import CommStep, KernelPlan
-from ascend_sim.ops import Args, OpError, get_op
-from ascend_sim.tensor import NPUTensor
+from ascend_sim.ops import OpError
+from ascend_sim.ops.study import plan_for
 
 BF16 = ml_dtypes.bfloat16
 AR, AG, RS = "npu_mm_all_reduce_base", "npu_all_gather_base_mm", "npu_mm_reduce_scatter_base"
@@ -421,10 +421,8 @@ def test_reduce_scatter_rules_name_the_op_and_argument():
 
 
 # ============================================================================ the pipelines' plans
-def _items(op, **args):
-    a = Args({k: NPUTensor(*v) if isinstance(v, tuple) else v for k, v in args.items()})
-    chip = get_chip("Ascend910B2")
-    return get_op(op).plan(a, get_op(op).infer(a, chip), chip)
+def _items(op, ranks=tuple(range(8)), **args):
+    return plan_for(op, get_chip("Ascend910B2"), ranks=ranks, **args)
 
 
 def _shape(items):

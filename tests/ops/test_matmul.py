@@ -9,7 +9,7 @@ from ascend_sim.dtypes import pack_int4
 from ascend_sim.hw import get_chip
 from ascend_sim.isa import ISAError
 from ascend_sim.ops import OpError
-from ascend_sim.ops.matmul import plan_for, tiling_for
+from ascend_sim.ops.study import plan_for, tiling_for
 from ascend_sim.ops.templates.matmul import MatmulTiling
 
 RNG = np.random.default_rng(7)
