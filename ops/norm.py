@@ -224,7 +224,7 @@ class NpuLayerNormEval(_RowNorm):
         if len(affine) == 2 and affine[0][1].dtype is not affine[1][1].dtype:
             raise TypeError(f"{self.name}: arguments 'weight' ({affine[0][1].dtype.name}) and 'bias' "
                             f"({affine[1][1].dtype.name}) must have the same dtype")
-        eps = _float_arg(self, a, "eps", default=1e-5)              # schema: float eps=1e-05
+        eps = _float_arg(self, a, "eps")
         return NormSpec(outputs=(TensorMeta(x.shape, x.dtype, x.format),), device_work=x.numel > 0,
                         attrs=(("normalized_shape", ns), ("eps", eps)), dtype=x.dtype,
                         rows=math.prod(x.shape[:len(x.shape) - len(ns)]), cols=math.prod(ns), eps=eps,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from ascend_sim.hw import ChipSpec
 from ascend_sim.isa import Buf, ISAError, KernelPlan
 
-from .vector import VectorPipeline, check_buffers, split_range, vector_kernel
+from .vector import KernelOp, VectorPipeline, check_buffers, split_range, vector_kernel
 
 
 @dataclass(frozen=True)
@@ -70,19 +70,7 @@ class ElementwiseKernel:
                                 temps_bytes=self.temps_bytes, tiling=tiling, flops_per_elem=self.flops_per_elem)
 
 
-class ElementwiseKernelOp:
-    """Mixin for an op (``Op`` subclass) whose main kernel is one elementwise kernel: it defines
-    ``kernel(spec, chip) -> ElementwiseKernel``; its default tiling and its plan under any tiling
-    both come from that description."""
-
-    def kernel(self, spec, chip) -> ElementwiseKernel:
-        raise NotImplementedError
-
-    def default_tiling(self, spec, chip) -> ElementwiseTiling:
-        return self.kernel(spec, chip).default_tiling(chip)
-
-    def plan(self, spec, chip, tiling: ElementwiseTiling | None = None):
-        return self.kernel(spec, chip).plan(self.name, chip, tiling)
+ElementwiseKernelOp = KernelOp        # an op whose main kernel is one ElementwiseKernel
 
 
 def _ub_bytes_per_elem(inputs, outputs, temps_bytes: float, alias_output: bool) -> float:

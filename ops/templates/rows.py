@@ -27,7 +27,7 @@ from ascend_sim.dtypes import get_dtype
 from ascend_sim.hw import ChipSpec
 from ascend_sim.isa import Buf, ISAError, KernelPlan
 
-from .vector import VectorPipeline, check_buffers, split_range, vector_kernel
+from .vector import KernelOp, VectorPipeline, check_buffers, split_range, vector_kernel
 
 # UB addresses and buffer sizes are whole 32-byte blocks (chip.memory.block_bytes on every preset;
 # the sizing functions below are chip-free, so they take it as this default)
@@ -118,19 +118,7 @@ class RowKernel:
                         flops_per_elem=self.flops_per_elem)
 
 
-class RowKernelOp:
-    """Mixin for an op (``Op`` subclass) whose main kernel is one row kernel: it defines
-    ``kernel(spec, chip) -> RowKernel``; its default tiling and its plan under any tiling both
-    come from that description."""
-
-    def kernel(self, spec, chip) -> RowKernel:
-        raise NotImplementedError
-
-    def default_tiling(self, spec, chip) -> RowTiling:
-        return self.kernel(spec, chip).default_tiling(chip)
-
-    def plan(self, spec, chip, tiling: RowTiling | None = None):
-        return self.kernel(spec, chip).plan(self.name, chip, tiling)
+RowKernelOp = KernelOp        # an op whose main kernel is one RowKernel
 
 
 def _cols(op: RowOperand, cols: int) -> int:

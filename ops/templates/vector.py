@@ -116,6 +116,22 @@ class VectorPipeline:
         return j
 
 
+class KernelOp:
+    """Mixin for an op (``Op`` subclass) whose main kernel is one template kernel described by an
+    object with ``default_tiling(chip)`` and ``plan(name, chip, tiling)`` (an ElementwiseKernel,
+    a RowKernel): the op defines ``kernel(spec, chip)``; its default tiling and its plan under any
+    tiling both come from that one description."""
+
+    def kernel(self, spec, chip):
+        raise NotImplementedError
+
+    def default_tiling(self, spec, chip):
+        return self.kernel(spec, chip).default_tiling(chip)
+
+    def plan(self, spec, chip, tiling=None):
+        return self.kernel(spec, chip).plan(self.name, chip, tiling)
+
+
 def check_buffers(name: str, chip: ChipSpec, tiling, need: float) -> None:
     """A tiling's UB bytes and buffer count against the chip: an ISAError naming UB, never a
     silent spill."""
