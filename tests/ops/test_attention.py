@@ -1,5 +1,7 @@
 """npu_fusion_attention numbers against a float64 reference written from the page's formula, its
 documented rules, and the simulated time of the flash-attention kernel (all four ops share it)."""
+import inspect
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -445,23 +447,37 @@ def test_a_tiling_that_does_not_fit_names_the_buffer():
 
 def test_the_tiling_is_a_parameter_set_a_study_can_change():
     from ascend_sim.ops import get_op
-    from ascend_sim.torch_npu import _dispatch
-    op = get_op(FA)
+    from ascend_sim.ops.study import plan_for, tiling_for
+    shape = (1, 2, 1024, 128)
 
-    def run(tiling):
-        op.tiling = tiling
-        # the front door caches plans by call arguments, which do not include the op's tiling
-        getattr(_dispatch, "_PLAN_CACHE", {}).clear()
-        try:
-            with Simulator("Ascend910B2", mode="meta", trace="ops") as s:
-                x = torch_npu.empty_with_format((1, 2, 1024, 128), "float16")
+    def run(tiling=None):
+        with Simulator("Ascend910B2", mode="meta", trace="ops") as s:
+            x = torch_npu.empty_with_format(shape, "float16")
+            if tiling is None:
                 torch_npu.npu_fusion_attention(x, x, x, 2, "BNSD")
-                (row,) = s.report().ops
-                return row
-        finally:
-            op.tiling = None
-    default, small = run(None), run(FlashAttentionTiling(q_tile=64, kv_tile=64))
+            else:
+                with s.tiling(FA, tiling):
+                    torch_npu.npu_fusion_attention(x, x, x, 2, "BNSD")
+            (row,) = s.report().ops
+            return row
+    small_tiling = FlashAttentionTiling(q_tile=64, kv_tile=64)
+    default, small = run(), run(small_tiling)
     assert "q_tile=128 kv_tile=128" in default.attrs["tiling"] and "q_tile=64 kv_tile=64" in small.attrs["tiling"]
     assert small.duration_us != default.duration_us
+    # the override ends with its block: the next simulator plans with the op's own choice again
+    assert run().duration_us == default.duration_us
+    # the same study without a simulator: the op's own choice, and the kernels under a user tiling
+    args = dict(query=(shape, "float16"), key=(shape, "float16"), value=(shape, "float16"), head_num=2,
+                input_layout="BNSD")
+    # the documented defaults of the other parameters, as the front door binds them
+    sig = inspect.signature(torch_npu.npu_fusion_attention)
+    args = {**{k: p.default for k, p in sig.parameters.items() if p.default is not p.empty}, **args}
+    own = tiling_for(FA, "Ascend910B2", **args)
+    assert (own.q_tile, own.kv_tile) == (128, 128)
+    (plan,) = plan_for(FA, "Ascend910B2", small_tiling, **args)
+    assert (plan.tiling.q_tile, plan.tiling.kv_tile) == (64, 64)
+    # 1024 query rows x 2 heads in units of 64 rows: 32 units, dealt to at most every cube core
+    assert plan.tiling.block_dim == min(get_chip("Ascend910B2").cores.aic, 2 * 1024 // 64)
+    assert not hasattr(get_op(FA), "tiling")          # nothing on the shared op object
     with pytest.raises(ISAError, match="L0C"):
         run(FlashAttentionTiling(q_tile=256, kv_tile=512))
