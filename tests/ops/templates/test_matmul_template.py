@@ -110,3 +110,49 @@ def test_more_cores_less_time(chip):
     (one,) = run(chip, matmul_plan("mm", chip, p, MatmulTiling(block_dim=4)))
     (all_,) = run(chip, matmul_plan("mm", chip, p))
     assert all_.duration_us < one.duration_us / 4
+
+
+# ----- layers: operand layouts, a swapped tile copy, the grouped scheduler -----
+from ascend_sim.isa import GM, Buf  # noqa: E402
+from ascend_sim.ops.templates.cube import (Gemm, GroupedScheduler, Layout, MatmulTiling as MT,  # noqa: E402
+                                           TileCopy, cube_kernel)
+
+
+def _reads(plan, tensor):
+    return [p.accesses[a] for blk in plan.blocks for p in blk for k, a in zip(p.kind, p.arg)
+            if k == GM and p.accesses[a].tensor == tensor and not p.accesses[a].write]
+
+
+def test_layout_addresses_a_sub_view_directly(chip):
+    """A 64 x 64 block at rows 32.., cols 16.. of a (256, 128) fp16 matrix: every load starts at
+    (32 * 128 + 16) * 2 bytes plus whole rows of the big matrix, rows 256 bytes apart."""
+    sub = Operand("a", 64, 64, float16, layout=Layout(offset=(32 * 128 + 16) * 2, ld=128 * 2))
+    p = MatmulProblem(1, 64, 64, 64, sub, Operand("b", 64, 64, float16), "c", float16)
+    loads = _reads(matmul_plan("mm", chip, p, MatmulTiling(base_m=64, base_n=64, base_k=64, step_k=1)), "a")
+    assert loads and all(acc.stride == 256 and acc.rows == 64 and acc.row_bytes == 128 for acc in loads)
+    assert {acc.offset for acc in loads} == {(32 * 128 + 16) * 2}
+
+
+def test_a_tile_copy_object_swaps_one_copy(chip):
+    """A convolution-style load3d L1 -> L0A copy replaces the plain one and nothing else."""
+    class Load3d(TileCopy):
+        def l1_to_l0a(self, b, dst, src, m, k, dt):
+            b.load_l1(Buf.L0A, dst, src, dt.nbytes(m * k), load3d=True)
+
+    p = problem(128, 128, 256)
+    plain = matmul_plan("mm", chip, p)
+    conv = matmul_plan("mm", chip, p, tile=Load3d())
+    names = lambda pl: [pr.names[i] for blk in pl.blocks for pr in blk for i in pr.name]   # noqa: E731
+    assert names(conv).count("MTE1.load3d_l0a") == names(plain).count("MTE1.load_l0a") > 0
+    assert len(names(conv)) == len(names(plain))
+
+
+def test_grouped_scheduler_deals_groups_from_the_next_core(chip):
+    """Group 1's first tile goes to the core after group 0's last: 3 + 2 tiles on 5 cores."""
+    t = MT(base_m=16, base_n=16, base_k=16, step_k=1)
+    g = lambda m, name: Gemm(1, m, 16, 16, Operand("a", m, 16, float16), Operand("b", 16, 16, float16),  # noqa: E731
+                             Operand(name, m, 16, float16))
+    lanes = GroupedScheduler().segments(chip, [g(48, "c0"), g(32, "c1")], t)
+    assert [[j for j, _ in lane] for lane in lanes] == [[0], [0], [0], [1], [1]]
+    plan = cube_kernel("gmm", chip, [g(48, "c0"), g(32, "c1")], t)
+    assert plan.block_dim == 5 and plan.flops == 2 * 16 * 16 * (48 + 32)
