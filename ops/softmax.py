@@ -46,6 +46,8 @@ run in order on the current stream.)
 """
 from __future__ import annotations
 
+import abc
+
 import hashlib
 from dataclasses import dataclass, replace
 
@@ -192,8 +194,9 @@ class _Softmax(Op):
     """A softmax row kernel (the op's last kernel): three passes when a row does not fit UB, each
     step's work scaled to the passes it runs in (:func:`softmax_row_steps`)."""
 
+    @abc.abstractmethod
     def kernel(self, spec: SoftmaxSpec, chip, chunked: bool = False) -> RowKernel:
-        raise NotImplementedError
+        """The softmax row kernel of this call (``chunked``: rows cut into column chunks)."""
 
     def default_tiling(self, spec: SoftmaxSpec, chip) -> RowTiling:
         return fuller_tiling(chip, self.kernel(spec, chip))

@@ -33,6 +33,8 @@ the block, buffer id, the slot's UB address).
 """
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -116,14 +118,15 @@ class VectorPipeline:
         return j
 
 
-class KernelOp:
+class KernelOp(abc.ABC):
     """Mixin for an op (``Op`` subclass) whose main kernel is one template kernel described by an
     object with ``default_tiling(chip)`` and ``plan(name, chip, tiling)`` (an ElementwiseKernel,
     a RowKernel): the op defines ``kernel(spec, chip)``; its default tiling and its plan under any
     tiling both come from that one description."""
 
+    @abc.abstractmethod
     def kernel(self, spec, chip):
-        raise NotImplementedError
+        """The description of the op's main kernel for this call."""
 
     def default_tiling(self, spec, chip):
         return self.kernel(spec, chip).default_tiling(chip)
