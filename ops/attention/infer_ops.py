@@ -18,8 +18,8 @@ from ..templates.flash_attention import (Band, ElemRows, FlashAttentionProblem, 
                                          default_tiling, flash_attention_plan)
 from .checks import FLOATS, INT_MAX, int_list, mode_band
 from .infer_features import Antiquant, Masking, Quant, antiquant, left_padding, masking, quantisation, sparse
-from .infer_shapes import (MLA_LATENT_D, Geometry, KVCache, SharedPrefix, block_size_rules, key_value, layout_and_heads, lengths,
-                           limits, layout_rules, rope, shared_prefix)
+from .infer_shapes import (MLA_LATENT_D, Geometry, KVCache, SharedPrefix, block_size_rules, key_value,
+                           layout_and_heads, layout_rules, lengths, limits, rope, shared_prefix)
 from .numerics import FP32_LOWEST, attend_items, band_keep, dequant_value, from_bnsd, to_bnsd
 from .planning import F32_BYTES, gm_rows, mask_rows, paged_rows, stat_rows
 

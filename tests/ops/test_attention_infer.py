@@ -540,3 +540,40 @@ def test_fia_full_int8_with_int8_output_and_per_tensor_antiquant(sim):
     ref = ref_attention(qd, k8 * np.float64(sc[0]) + np.float64(of[0]), v8 * np.float64(sc[1]) + np.float64(of[1]),
                         0.2)[0]
     assert_close(out.numpy(), ref, np.float16)
+
+
+def test_decode_tiling_is_overridden_through_the_simulator_for_every_inference_op():
+    import dataclasses
+    base = {op: _decode_time(op, 8192) for op in (IFA, FIA)}
+    for op in (IFA, FIA):
+        assert "kv_tile=64 " not in base[op].attrs["tiling"]
+        with Simulator("Ascend910B2", mode="meta", trace="ops") as s:
+            with s.tiling(op, lambda t: dataclasses.replace(t, kv_tile=64)):
+                q = torch_npu.empty_with_format((8, 32, 1, 128), "float16")
+                kv = torch_npu.empty_with_format((8, 8, 8192, 128), "float16")
+                getattr(torch_npu, op)(q, kv, kv, num_heads=32, num_key_value_heads=8, input_layout="BNSD")
+            (row,) = s.report().ops
+        assert "kv_tile=64 " in row.attrs["tiling"]
+        # several times the handshakes per key: a shorter step is slower over a long cache
+        assert row.duration_us > base[op].duration_us
+
+
+def test_the_call_is_resolved_once_into_a_frozen_hashable_spec():
+    import dataclasses
+
+    from ascend_sim.hw import get_chip
+    from ascend_sim.ops import Args, get_op
+    from ascend_sim.tensor import NPUTensor
+    op = get_op(FIA)
+    q, kv = NPUTensor((2, 4, 1, 64), "float16"), NPUTensor((2, 2, 96, 64), "float16")
+    a = Args(query=q, key=kv, value=kv, num_heads=4, num_key_value_heads=2, input_layout="BNSD", scale=0.5,
+             actual_seq_lengths_kv=[96, 40], sparse_mode=0, pre_tokens=2147483647, next_tokens=2147483647,
+             inner_precise=0, softmax_lse_flag=True)
+    chip = get_chip("Ascend910B2")
+    spec = op.infer(a, chip)
+    again = op.infer(Args(a), chip)
+    assert spec == again and hash(spec) == hash(again)
+    assert spec.geom.kv_lens == (96, 40) and spec.geom.decode and spec.lse and spec.scale == 0.5
+    assert [m.shape for m in spec.outputs] == [(2, 4, 1, 64), (2, 4, 1, 1)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.scale = 1.0
