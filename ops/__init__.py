@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import Args, CommOp, LegacyCommOp, LegacyOp, Op, OpError, OpSpec, resolve_tiling
+from .base import Args, CommOp, Op, OpError, OpSpec, resolve_tiling
 
 REGISTRY: dict[str, Op] = {}
 
@@ -27,4 +27,4 @@ def get_op(name: str) -> Op | None:
     return REGISTRY.get(name)
 
 
-__all__ = ["Op", "CommOp", "OpSpec", "OpError", "Args", "REGISTRY", "get_op", "LegacyOp", "LegacyCommOp", "resolve_tiling"]
+__all__ = ["Op", "CommOp", "OpSpec", "OpError", "Args", "REGISTRY", "get_op", "resolve_tiling"]

@@ -50,8 +50,6 @@ def _resolve(op_name: str, chip, args: dict) -> tuple[Op, Any, OpSpec]:
     op = get_op(op_name)
     if op is None:
         raise KeyError(f"{op_name!r} is not an op of ascend-sim")
-    if getattr(op, "legacy", False):
-        raise TypeError(f"{op_name} does not yet speak the v2 op protocol (infer -> spec)")
     a = Args({k: as_tensor(v) for k, v in _bind(op_name, args).items()})
     spec = op.infer(a, chip)
     # value-dependent work with no values: the op's declared assumptions, as in meta mode

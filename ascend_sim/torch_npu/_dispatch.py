@@ -96,7 +96,7 @@ def call(entry: ApiEntry, arguments: dict[str, Any]) -> Any:
         result = host(sim, dev, _ops.Args(arguments), as_torch)
         return result
     a = _ops.Args({k: _convert(v, dev, sim.is_meta) for k, v in arguments.items()})
-    if isinstance(op, (_ops.CommOp, _ops.LegacyCommOp)):
+    if isinstance(op, _ops.CommOp):
         outputs = run_comm_op(sim, dev, op, a)
     else:
         outputs = run_op(sim, dev, op, a)
@@ -156,8 +156,6 @@ def _convert(v: Any, dev, meta: bool) -> Any:
 def run_op(sim, dev, op, a: _ops.Args) -> tuple[NPUTensor, ...]:
     """infer -> compute -> resolve value-dependent work -> allocate/write -> plan -> queue.
     Returns the output tensors."""
-    if getattr(op, "legacy", False):
-        return _run_legacy_op(sim, dev, op, a)
     spec = op.infer(a, sim.chip)
     metas = spec.outputs
     relabel_only = not spec.device_work and all(spec.target(i) for i in range(len(metas)))
@@ -169,7 +167,7 @@ def run_op(sim, dev, op, a: _ops.Args) -> tuple[NPUTensor, ...]:
         plans = plans_for(sim, op, spec)
         if plans is None or not isinstance(plans, (list, tuple)):
             plans = [plans]
-        _submit_kernels(sim, dev, op.name, a, metas, outputs, plans, _spec_attrs(spec))
+        _submit_kernels(sim, dev, op.name, a, spec.outputs, outputs, plans, _spec_attrs(spec))
     if datas is not None and not dev.float_status:
         dev.float_status = overflowed([v for v in a.values() if isinstance(v, NPUTensor)], datas)
     return outputs
@@ -208,27 +206,12 @@ def _write_into(dev, target: NPUTensor, meta: TensorMeta, data) -> NPUTensor:
     return target
 
 
-def _run_legacy_op(sim, dev, op, a: _ops.Args) -> tuple[NPUTensor, ...]:
-    metas = tuple(op.infer(a, sim.chip))
-    work = op.device_work(a)
-    inplace = op.inplace_target(a)
-    datas = None if sim.is_meta or not work and inplace else tuple(op.compute(a, metas))
-    if inplace is not None:
-        outputs = (_write_into(dev, a[inplace], metas[0], None if datas is None else datas[0]),)
-    else:
-        outputs = tuple(dev.new_tensor(m, None if datas is None else contiguous(d))
-                        for m, d in zip(metas, datas or (None,) * len(metas)))
-    if work:
-        plans = _plans(sim, op, a, metas)
-        if plans is None or not isinstance(plans, (list, tuple)):
-            plans = [plans]
-        _submit_kernels(sim, dev, op.name, a, metas, outputs, plans, op.attrs(a))
-    if datas is not None and not dev.float_status:
-        dev.float_status = overflowed([v for v in a.values() if isinstance(v, NPUTensor)], datas)
-    return outputs
-
-
-_V2_PLAN_CACHE: dict = {}
+# Plans are data that depend on the op's spec (its resolved call, including the values of small
+# integer tensors that steer the plan, such as group lists), the chip and the tiling override:
+# identical specs get the same KernelPlan object, so a model's 80 identical layers build each plan
+# once and the engine can recognise a kernel it has simulated before.
+_PLAN_CACHE: dict = {}
+_PLAN_CACHE_MAX = 4096
 
 
 def plans_for(sim, op, spec, extra=(), plan_args=()):
@@ -241,54 +224,15 @@ def plans_for(sim, op, spec, extra=(), plan_args=()):
         hash(key)
     except TypeError:
         key = None
-    hit = _V2_PLAN_CACHE.get(key) if key is not None else None
+    hit = _PLAN_CACHE.get(key) if key is not None else None
     if hit is None:
         tiling = _ops.resolve_tiling(op, spec, sim.chip, override)
         plans = op.plan(spec, sim.chip, tiling, *plan_args)
         if key is None:
             return plans
-        if len(_V2_PLAN_CACHE) >= _PLAN_CACHE_MAX:
-            _V2_PLAN_CACHE.pop(next(iter(_V2_PLAN_CACHE)))
-        hit = _V2_PLAN_CACHE[key] = (plans, sim.chip)
-    return hit[0]
-
-
-# Plans are data that depend on the op, its argument metadata and the chip (and, for a few ops, on
-# the values of small integer tensors such as group lists or sequence lengths): the same call
-# shape gets the same KernelPlan object, so a model's 80 identical layers build each plan once and
-# the engine can recognise a kernel it has simulated before.
-_PLAN_CACHE: dict = {}
-_PLAN_CACHE_MAX = 4096
-SMALL_TENSOR_ELEMENTS = 4096
-
-
-def _key_of(v: Any):
-    if isinstance(v, NPUTensor):
-        m = v.meta
-        data = None
-        if v.data is not None and v.dtype.is_integer and v.numel <= SMALL_TENSOR_ELEMENTS:
-            data = v.data.tobytes()
-        return ("T", m.shape, m.dtype.name, int(m.format), data)
-    if isinstance(v, (list, tuple)):
-        return tuple(_key_of(x) for x in v)
-    if isinstance(v, np.ndarray):
-        return ("A", v.shape, str(v.dtype), v.tobytes() if v.size <= SMALL_TENSOR_ELEMENTS else id(v))
-    hash(v)
-    return v
-
-
-def _plans(sim, op, a: _ops.Args, metas, extra=()):
-    try:
-        key = (op.name, sim.chip.name, id(sim.chip), extra, repr(getattr(op, "tiling", None)),
-               tuple((k, _key_of(v)) for k, v in a.items()))
-        hash(key)
-    except TypeError:
-        return op.plan(a, metas, sim.chip)
-    hit = _PLAN_CACHE.get(key)
-    if hit is None:
         if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
             _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
-        hit = _PLAN_CACHE[key] = (op.plan(a, metas, sim.chip), sim.chip)
+        hit = _PLAN_CACHE[key] = (plans, sim.chip)
     return hit[0]
 
 
@@ -327,27 +271,21 @@ def run_comm_op(sim, dev, op: "_ops.CommOp", a: _ops.Args) -> tuple[NPUTensor, .
     as ``ascend_sim.distributed`` uses it)."""
     from ..isa import CommStep
 
-    legacy = getattr(op, "legacy", False)
-    spec = None if legacy else op.infer(a, sim.chip)
-    metas = tuple(op.infer(a, sim.chip)) if legacy else spec.outputs
+    spec = op.infer(a, sim.chip)
+    metas = spec.outputs
     group = sim.world.group(a.get(op.group_arg))
     if dev.index not in group.ranks:
         raise ValueError(f"{op.name}: rank {dev.index} is not in the group {group.name!r} ({list(group.ranks)})")
-    if legacy:
-        check_group = getattr(op, "check_group", None)
-        if check_group is not None:
-            check_group(a, group.ranks)
-        items = list(_plans(sim, op, a, metas, extra=(group.name, group.ranks)) or [])
-        attrs = op.attrs(a)
-        combine = lambda parts: op.combine(parts, a, group.ranks)      # noqa: E731
-    else:
-        op.check_group(spec, group.ranks)
-        items = list(plans_for(sim, op, spec, extra=(group.name, group.ranks), plan_args=(group.ranks,)) or [])
-        attrs = _spec_attrs(spec)
-        combine = lambda parts: op.combine(spec, parts, group.ranks)   # noqa: E731
+    op.check_group(spec, group.ranks)
+    items = list(plans_for(sim, op, spec, extra=(group.name, group.ranks), plan_args=(group.ranks,)) or [])
+    attrs = _spec_attrs(spec)
+
+    def combine(parts):
+        return op.combine(spec, parts, group.ranks)
+
     steps = [it for it in items if isinstance(it, CommStep)]
     tensors = tuple((k, v.shape, v.dtype.name) for k, v in a.items() if isinstance(v, NPUTensor))
-    part = None if sim.is_meta else op.local(a) if legacy else op.local(spec, a)
+    part = None if sim.is_meta else op.local(spec, a)
     mine, calls = collective.meet(sim, group, op.name, (tensors,), part, combine, steps)
     outputs = tuple(dev.new_tensor(m, None if mine is None else contiguous(mine[i]))
                     for i, m in enumerate(metas))
