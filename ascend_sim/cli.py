@@ -6,10 +6,16 @@
     ascend-sim estimate MODEL.json        time per layer and in total for a model (meta mode)
     ascend-sim sweep gemm ...             a GEMM tiling study (CSV + heat map), on every host core
     ascend-sim sweep chips ...            the same GEMM or decoder layer on every chip preset
+    ascend-sim --version                  the package version
+
+A mistake of the user's (a missing or unreadable file, a typo'd config key, an unknown chip or
+model preset) is one line on stderr, ``ascend-sim: error: ...`` with a did-you-mean where one is
+close, and exit code 2 (argparse's own code for a bad command line); never a traceback.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -17,6 +23,34 @@ import time
 
 EXAMPLE_MODEL = """{"preset": "llama3-70b", "tp": 8, "phase": "decode", "batch": 1, "seq": 2048,
  "context": 4096, "chip": "Ascend910B2", "fused_allreduce": false, "weight_format": "NZ"}"""
+
+
+RUN_KEYS = {"tp": 1, "phase": "decode", "batch": 1, "seq": 2048, "context": 2048, "chip": "Ascend910B2",
+            "fused_allreduce": False, "weight_format": "ND", "layers": None}
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: main prints it as one line and exits with 2."""
+
+
+def did_you_mean(word: str, valid) -> str:
+    close = difflib.get_close_matches(str(word), [str(v) for v in valid], n=1, cutoff=0.6)
+    if not close:
+        close = [v for v in map(str, valid) if v.lower() == str(word).lower()]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_chip(name) -> str:
+    """A chip preset name (any case) or a .toml path that exists; else a UsageError with the presets."""
+    from .hw import PRESETS
+    if isinstance(name, str) and name.endswith(".toml"):
+        if not os.path.isfile(name):
+            raise UsageError(f"chip file {name!r} not found")
+        return name
+    if not isinstance(name, str) or name.strip().lower() not in {p.lower() for p in PRESETS}:
+        raise UsageError(f"unknown chip {name!r}{did_you_mean(name, PRESETS)}; valid chips: {', '.join(PRESETS)} "
+                         f"(or a .toml file)")
+    return name
 
 
 def chips_table() -> str:
@@ -55,6 +89,7 @@ def op_table(ops, title: str) -> str:
 # ----- chips -----
 def cmd_chips(args) -> int:
     if args.toml:
+        check_chip(args.toml)
         from .hw import get_chip, to_dict
         from .hw.toml_io import dumps
         print(dumps(to_dict(get_chip(args.toml))))
@@ -71,6 +106,11 @@ def cmd_demo(args) -> int:
     from .traces import save
     from .workloads import LlamaConfig, run_model
 
+    from .workloads.llama import PRESETS as MODELS
+    check_chip(args.chip)
+    if args.model not in MODELS:
+        raise UsageError(f"unknown model preset {args.model!r}{did_you_mean(args.model, MODELS)}; "
+                         f"valid presets: {', '.join(MODELS)}")
     out = args.out
     os.makedirs(out, exist_ok=True)
     cfg = LlamaConfig.preset(args.model)
@@ -106,12 +146,51 @@ def cmd_demo(args) -> int:
 
 # ----- estimate -----
 def load_model_config(path: str) -> dict:
-    if path.endswith(".toml"):
-        import tomllib
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    with open(path) as f:
-        return json.load(f)
+    """The config file as a dict; a missing, unreadable or malformed file is a UsageError."""
+    import tomllib
+    try:
+        if path.endswith(".toml"):
+            with open(path, "rb") as f:
+                spec = tomllib.load(f)
+        else:
+            with open(path) as f:
+                spec = json.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"config file {path!r} not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"config file {path!r} is a directory") from None
+    except OSError as e:
+        raise UsageError(f"config file {path!r}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"config file {path!r} is not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {e}") \
+            from None
+    if not isinstance(spec, dict):
+        raise UsageError(f"config file {path!r}: expected an object of keys, got {type(spec).__name__}")
+    return spec
+
+
+def check_model_config(spec: dict) -> None:
+    """Every key known (did-you-mean and the full list of valid keys, run keys included), the
+    preset and the chip known."""
+    from .workloads.llama import PRESETS as MODELS, LlamaConfig
+    from dataclasses import fields
+    model_keys = ["preset"] + [f.name for f in fields(LlamaConfig) if f.name not in ("name", *RUN_KEYS)]
+    valid = model_keys + list(RUN_KEYS)
+    for k in spec:
+        if k not in valid:
+            raise UsageError(f"model config: unknown key {k!r}{did_you_mean(k, valid)}; valid keys: "
+                             f"{', '.join(model_keys)} (model), {', '.join(RUN_KEYS)} (run)")
+    if "preset" in spec and spec["preset"] not in MODELS:
+        raise UsageError(f"model config: unknown preset {spec['preset']!r}{did_you_mean(spec['preset'], MODELS)}; "
+                         f"valid presets: {', '.join(MODELS)}")
+    if "chip" in spec:
+        check_chip(spec["chip"])
+    for k in ("tp", "batch", "seq", "context", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn"):
+        v = spec.get(k, 1)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise UsageError(f"model config: {k} must be a positive integer, got {v!r}")
+    if spec.get("phase", "decode") not in ("prefill", "decode", "both"):
+        raise UsageError(f"model config: phase must be prefill, decode or both, got {spec['phase']!r}")
 
 
 def cmd_estimate(args) -> int:
@@ -119,10 +198,13 @@ def cmd_estimate(args) -> int:
     from .workloads import LlamaConfig, run_model
 
     spec = load_model_config(args.config)
-    run_keys = {"tp": 1, "phase": "decode", "batch": 1, "seq": 2048, "context": 2048, "chip": "Ascend910B2",
-                "fused_allreduce": False, "weight_format": "ND", "layers": None}
-    run = {k: spec.pop(k, v) for k, v in run_keys.items()}
-    cfg = LlamaConfig.from_dict(spec)
+    check_model_config(spec)
+    run = {k: spec.pop(k, v) for k, v in RUN_KEYS.items()}
+    try:
+        cfg = LlamaConfig.from_dict(spec)
+        cfg.check(run["tp"])
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"model config: {e}") from None
     phases = ["prefill", "decode"] if run["phase"] == "both" else [run["phase"]]
     layers = run["layers"] or cfg.layers
     t0 = time.perf_counter()
@@ -203,6 +285,8 @@ def cmd_sweep(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     workers = args.workers or os.cpu_count() or 1
     t0 = time.perf_counter()
+    for chip in [args.chip] + (args.chips.split(",") if args.chips else []):
+        check_chip(chip)
     if args.study == "gemm":
         bms = [int(x) for x in args.base_m.split(",")]
         bns = [int(x) for x in args.base_n.split(",")]
@@ -254,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
                "  ascend-sim sweep gemm --m 4096 --n 4096 --k 4096 --base-m 64,128,256 --base-n 64,128,256\n"
                "  ascend-sim sweep chips --m 8192 --n 8192 --k 8192",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"ascend-sim {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     c = sub.add_parser("chips", help="list the chip presets and their peaks",
@@ -302,7 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(fn=cmd_sweep)
 
     args = p.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except UsageError as e:
+        print(f"ascend-sim: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -40,11 +40,73 @@ def test_estimate_from_a_config_file(tmp_path, capsys, fmt):
     assert "prefill of 64 tokens" in out and "one decode step at context 256" in out and "per layer" in out
 
 
-def test_estimate_rejects_unknown_keys(tmp_path):
+def _one_line_error(capsys, code):
+    assert code == 2
+    cap = capsys.readouterr()
+    err = cap.err.strip()
+    assert err.startswith("ascend-sim: error: ") and "\n" not in err and "Traceback" not in cap.err
+    return err
+
+
+def test_estimate_rejects_unknown_keys_with_did_you_mean_and_every_valid_key(tmp_path, capsys):
     p = tmp_path / "bad.json"
-    p.write_text(json.dumps({"preset": "tiny", "hidden_size": 5}))
-    with pytest.raises(ValueError, match="unknown keys \\['hidden_size'\\]"):
-        main(["estimate", str(p)])
+    p.write_text(json.dumps({"preset": "tiny", "hiden": 5}))
+    err = _one_line_error(capsys, main(["estimate", str(p)]))
+    assert "unknown key 'hiden' (did you mean 'hidden'?)" in err
+    for key in ("preset", "hidden", "heads", "kv_heads", "head_dim", "ffn", "eps", "dtype",     # model keys
+                "tp", "phase", "batch", "seq", "context", "chip", "fused_allreduce", "weight_format", "layers"):
+        assert f" {key}," in err or f" {key} (" in err, key
+
+
+def test_estimate_unknown_chip_preset_and_bad_values_are_one_line(tmp_path, capsys):
+    p = tmp_path / "m.json"
+    p.write_text(json.dumps({"preset": "tiny", "chip": "Ascend910B9"}))
+    err = _one_line_error(capsys, main(["estimate", str(p)]))
+    assert "unknown chip 'Ascend910B9' (did you mean" in err and "Ascend910B2" in err
+    p.write_text(json.dumps({"preset": "tiny3"}))
+    assert "unknown preset 'tiny3' (did you mean 'tiny'?)" in _one_line_error(capsys, main(["estimate", str(p)]))
+    p.write_text(json.dumps({"preset": "tiny", "tp": "eight"}))
+    assert "tp must be a positive integer" in _one_line_error(capsys, main(["estimate", str(p)]))
+    p.write_text(json.dumps({"preset": "tiny", "tp": 3}))
+    assert "not divisible by tp=3" in _one_line_error(capsys, main(["estimate", str(p)]))
+
+
+def test_missing_or_malformed_file_is_one_line(tmp_path, capsys):
+    err = _one_line_error(capsys, main(["estimate", str(tmp_path / "nope.json")]))
+    assert "not found" in err and "nope.json" in err
+    bad = tmp_path / "broken.toml"
+    bad.write_text("preset = ")
+    assert "not valid TOML" in _one_line_error(capsys, main(["estimate", str(bad)]))
+    assert "is a directory" in _one_line_error(capsys, main(["estimate", str(tmp_path)]))
+
+
+@pytest.mark.parametrize("argv", [["chips", "--toml", "Ascend910B9"], ["demo", "--chip", "Ascend91OB2"],
+                                  ["sweep", "gemm", "--chip", "ascend910b7"], ["sweep", "chips", "--chips", "x,y"],
+                                  ["chips", "--toml", "/nonexistent/my.toml"]])
+def test_unknown_chip_on_every_subcommand_is_one_line(argv, capsys, tmp_path):
+    err = _one_line_error(capsys, main(argv + (["--out", str(tmp_path)] if argv[0] != "chips" else [])))
+    assert "chip" in err
+
+
+def test_unknown_model_preset_suggests_one(capsys, tmp_path):
+    err = _one_line_error(capsys, main(["demo", "--model", "llama3-8", "--out", str(tmp_path)]))
+    assert "did you mean 'llama3-8b'?" in err
+
+
+def test_version(capsys):
+    from ascend_sim import __version__
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ascend-sim {__version__}"
+
+
+def test_console_script_exit_code_is_2_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", "import sys; from ascend_sim.cli import main; sys.exit(main())",
+                        "estimate", str(tmp_path / "missing.toml")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
 
 
 def test_sweep_gemm_writes_csv_and_heatmap(tmp_path, capsys):
