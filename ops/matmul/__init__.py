@@ -35,9 +35,25 @@ through the GM workspace -- one workspace per call, shared by its kernels (the f
 of npu_bmmV2 is ND, also for fp16 (torch_npu allocates an fp16 result in FRACTAL_NZ when internal
 formats are on; ND is what users see with them off, the A2 default since 2.8).
 
-A grouped matmul whose group sizes are a device tensor is planned with the rows spread evenly
-over the groups (the plan never looks at numbers, so meta and full mode take the same time); a
-``List[int]`` group_list is host data, kept in the spec and planned as given.
+Value-dependent work: a grouped matmul whose group sizes are a device tensor (``group_list``, the
+expert counts of a MoE layer) is planned from its sizes, resolved into the spec by the op's
+``resolve_work`` (:func:`.grouped_checks.resolve_groups`) before planning:
+
+* full mode reads the real sizes from the tensor's numbers, by ``group_list_type`` (0 cumulative
+  ends, 1 counts, 2 [expert, count] pairs), along M (group_type 0) or K (group_type 2). **Full-mode
+  times therefore follow the real expert counts** -- an intended change: before, every device
+  group_list was planned as an even split, so a skewed routing took the time of a uniform one;
+* meta mode (no numbers) plans from an assumption: ``routing="uniform"`` (the default: the rows
+  spread evenly, the first ``rows % groups`` groups one row larger -- the old plan) or
+  ``group_sizes=(...)``, one int per group, checked against the group count and the grouped
+  axis' length like real sizes (set with ``sim.assume("npu_grouped_matmul",
+  group_sizes=(...))``; it wins over routing). The report row shows it in
+  ``attrs["assumed"]`` (e.g. ``"routing=uniform"``); a meta call with ``group_sizes`` takes the
+  time of a full call whose group_list holds those sizes.
+
+A ``List[int]`` group_list is host data: kept in the spec and planned as given in both modes, with
+no assumption. The resolved sizes are in the spec (``sizes``, ``slots``), so plans are cached per
+distinct routing.
 
 Tiling: ``default_tiling`` is the cube kernel's MatmulTiling (None when the GEMM runs on the
 vector units); override it with ``sim.tiling(op_name, ...)`` or
@@ -48,7 +64,7 @@ from __future__ import annotations
 from ..base import Args, Op
 from . import numerics, planning
 from .checks import bmm_spec, linear_spec, transpose_bmm_spec
-from .grouped_checks import gmm_spec
+from .grouped_checks import ASSUMPTIONS, gmm_spec, resolve_groups
 
 
 class _MatmulOp(Op):
@@ -92,6 +108,10 @@ class NpuGroupedMatmul(_MatmulOp):
     name = "npu_grouped_matmul"
     checks, numbers = staticmethod(gmm_spec), staticmethod(numerics.grouped)
     tiling, kernels = staticmethod(planning.grouped_tiling), staticmethod(planning.grouped_plans)
+    assumptions = ASSUMPTIONS
+
+    def resolve_work(self, spec, a: Args, outputs, assumptions):
+        return resolve_groups(self, spec, a, outputs, assumptions)
 
 
 OPS = (NpuBmmV2(), NpuLinear(), NpuTransposeBatchmatmul(), NpuGroupedMatmul())

@@ -3,14 +3,16 @@
 Each check reads the arguments it is about and adds what it found to the call's facts: the
 tensor lists, the grouping (group_type, group_list and its form), the dtype mode, the shapes and
 scenario, the number of groups, the quantisation parameters, the outputs. The spec keeps shapes
-and dtypes only (hashable), plus a List[int] group_list's values (host data that steers the
-plan); a group_list tensor is planned as an even split (the plan never reads device numbers).
+and dtypes only (hashable), plus the group sizes the plan is built from (``sizes``, ``slots``):
+a List[int] group_list's (host data, planned as given in both modes) are set by the checks; a
+group_list tensor's by :func:`resolve_groups` (the op's ``resolve_work``) -- the real sizes read
+from its numbers in full mode, the declared assumption in meta mode (see :data:`ASSUMPTIONS`).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 
 import numpy as np
 
@@ -27,6 +29,11 @@ INNER_LIMIT = 65536           # last dims must stay below this
 GMM_MAX_LIST = 128            # x / weight list length; also group_list length for types 1 and 2
 GMM_MAX_GROUPS = 1024         # groups of a single stacked weight
 GMM_ACT_TYPES = (0, 1, 2, 4, 5)
+#: meta mode, a group_list tensor: how its numbers are assumed. ``routing="uniform"``: the rows (K
+#: for group_type 2) spread evenly over the groups, the first ``total % groups`` one row larger;
+#: ``group_sizes=(...)``: one size per group, checked as real sizes are (it wins over routing).
+ASSUMPTIONS = MappingProxyType({"routing": "uniform", "group_sizes": None})
+ROUTINGS = ("uniform",)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +64,8 @@ class GmmSpec(OpSpec):
     scale_item: float         # 0: no scale
     per_token: bool
     aq_offset: bool
+    sizes: tuple | None = None    # group sizes along the grouped axis (None: a group_list tensor not yet resolved)
+    slots: tuple | None = None    # expert slot of each group
 
     @property
     def x_rows(self) -> list[int]:
@@ -556,9 +565,12 @@ def gmm_spec(op, a: Args, chip) -> GmmSpec:
         aq_offset=f.aqo is not None)
     if f.gl_kind == "list":
         check_list_sizes(op, spec)
-    elif f.gl_kind == "tensor" and f.gl.data is not None:
-        group_sizes(op, spec, a.group_list.data)        # value checks where the values exist (full mode)
-    return spec
+    elif f.gl_kind == "tensor":
+        if f.gl.data is not None:
+            group_sizes(op, spec, a.group_list.data)    # value checks where the values exist (full mode)
+        return spec                                     # sizes: resolve_groups
+    sizes, slots = group_sizes(op, spec)                # host data: planned as given
+    return spec.replace(sizes=tuple(sizes), slots=tuple(slots))
 
 
 # ============================================================================================
@@ -575,11 +587,42 @@ def check_list_sizes(op, spec: GmmSpec) -> None:
         raise op.fail("group_list", f"its last value {gl[-1]} must equal x's rows {x_rows[0]}")
 
 
+def _grouped_total(spec: GmmSpec) -> tuple[int, str]:
+    """(length of the grouped axis, its name in messages)."""
+    if spec.scenario == "KSPLIT":
+        return spec.ks[0], "K"
+    return spec.x_rows[0], "x's rows"
+
+
+def uniform_sizes(spec: GmmSpec) -> tuple[list[int], list[int]]:
+    """A group_list tensor under ``routing="uniform"``: the grouped axis spread evenly (the first
+    ``total % groups`` groups one larger), group i on expert slot i (mod the experts)."""
+    g = spec.n_groups
+    if spec.scenario == "MMS":            # each group is one x tensor: its rows are fixed by the shapes
+        return spec.x_rows, list(range(g))
+    base, extra = divmod(_grouped_total(spec)[0], g)
+    return [base + (i < extra) for i in range(g)], [i % spec.n_experts for i in range(g)]
+
+
+def check_sizes(spec: GmmSpec, sizes: list[int], fail) -> None:
+    """Group sizes against the call: non-negative, within the grouped axis (MMS: each x's rows).
+    ``fail(rule)`` makes the error (naming the argument or the assumption)."""
+    x_rows = spec.x_rows
+    total, axis = _grouped_total(spec)
+    if any(s < 0 for s in sizes):
+        raise fail(f"group sizes must be non-negative; got {sizes}")
+    if spec.scenario == "MMS":
+        if sizes != x_rows:
+            raise fail(f"group sizes {sizes} must equal each x tensor's rows {x_rows}")
+    elif sum(sizes) > total:
+        raise fail(f"its groups cover {sum(sizes)} rows; {axis} has only {total}")
+
+
 def group_sizes(op, spec: GmmSpec, values=None) -> tuple[list[int], list[int]]:
     """(group sizes along the grouped axis, expert slot per group): from a group_list tensor's
-    ``values`` (checked), a List[int] as given, or -- no values, as plans see it -- an even split."""
+    ``values`` (checked; group_list_type 0 cumulative, 1 counts, 2 [index, size] pairs), a
+    List[int] as given; no values: the spec's resolved sizes (or, unresolved, the even split)."""
     x_rows = spec.x_rows
-    total = spec.ks[0] if spec.scenario == "KSPLIT" else x_rows[0]
     g = spec.n_groups
     if spec.gl_kind == "list":
         gl = list(spec.gl_values)
@@ -587,12 +630,10 @@ def group_sizes(op, spec: GmmSpec, values=None) -> tuple[list[int], list[int]]:
     if spec.gl_kind == "none":
         return x_rows, list(range(len(x_rows)))
     if values is None:
-        if spec.scenario == "MMS":
-            return x_rows, list(range(g))
-        base, extra = divmod(total, g)
-        return [base + (i < extra) for i in range(g)], [i % spec.n_experts for i in range(g)]
+        if spec.sizes is not None:
+            return list(spec.sizes), list(spec.slots)
+        return uniform_sizes(spec)
     v = np.asarray(values).astype(np.int64)
-    axis = "K" if spec.scenario == "KSPLIT" else "x's rows"
     if spec.gl_type == 2:
         slots, sizes = v[:, 0].tolist(), v[:, 1].tolist()
         if any(s < 0 or s >= spec.n_experts for s in slots):
@@ -603,14 +644,46 @@ def group_sizes(op, spec: GmmSpec, values=None) -> tuple[list[int], list[int]]:
         if (np.diff(v) < 0).any() if v.size else False:
             raise op.fail("group_list", f"must be non-decreasing for group_list_type 0; got {v.tolist()}")
         sizes, slots = np.diff(np.concatenate([[0], v])).tolist(), list(range(g))
-    if any(s < 0 for s in sizes):
-        raise op.fail("group_list", f"group sizes must be non-negative; got {sizes}")
-    if spec.scenario == "MMS":
-        if sizes != x_rows:
-            raise op.fail("group_list", f"group sizes {sizes} must equal each x tensor's rows {x_rows}")
-    elif sum(sizes) > total:
-        raise op.fail("group_list", f"its groups cover {sum(sizes)} rows; {axis} has only {total}")
+    check_sizes(spec, sizes, lambda rule: op.fail("group_list", rule))
     return sizes, slots
+
+
+def _assumed_sizes(op, spec: GmmSpec, assumptions) -> tuple[list[int], list[int], str]:
+    """Meta mode: (sizes, slots, what the report row shows) from the op's assumptions."""
+    gs = assumptions.get("group_sizes")
+    if gs is not None:
+        def fail(rule):
+            return ValueError(f"{op.name}: assumption group_sizes: {rule}")
+        if isinstance(gs, np.ndarray):
+            gs = gs.tolist()
+        if not isinstance(gs, (list, tuple)) or \
+                not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in gs):
+            raise fail(f"must be a tuple of ints, one size per group; got {gs!r}")
+        if len(gs) != spec.n_groups:
+            raise fail(f"has {len(gs)} sizes; this call has {spec.n_groups} groups (group_list's entries)")
+        sizes = [int(v) for v in gs]
+        check_sizes(spec, sizes, fail)
+        return sizes, uniform_sizes(spec)[1], f"group_sizes={tuple(sizes)}"
+    routing = assumptions.get("routing", ASSUMPTIONS["routing"])
+    if routing not in ROUTINGS:
+        raise ValueError(f"{op.name}: assumption routing must be one of {list(ROUTINGS)} (or give "
+                         f"group_sizes=(...), one size per group); got {routing!r}")
+    sizes, slots = uniform_sizes(spec)
+    return sizes, slots, "" if spec.scenario == "MMS" else f"routing={routing}"
+
+
+def resolve_groups(op, spec: GmmSpec, a: Args, outputs, assumptions) -> GmmSpec:
+    """The op's ``resolve_work``: a group_list tensor's group sizes into the spec -- in full mode
+    (``outputs`` computed) the real ones read from its numbers, in meta mode the assumed ones
+    (``spec.assumed`` says which). Other group_list forms are host data, already in the spec."""
+    if spec.gl_kind != "tensor":
+        return spec
+    if outputs is not None:
+        sizes, slots = group_sizes(op, spec, a.group_list.data)
+        assumed = ""
+    else:
+        sizes, slots, assumed = _assumed_sizes(op, spec, assumptions)
+    return spec.replace(sizes=tuple(int(v) for v in sizes), slots=tuple(int(v) for v in slots), assumed=assumed)
 
 
 def groups_of(spec: GmmSpec, sizes: list[int], slots: list[int]) -> list[Group]:
