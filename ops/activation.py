@@ -31,10 +31,33 @@ from __future__ import annotations
 
 import abc
 import math
+import os
+import sys
 from dataclasses import dataclass
 
-import numba
-import numpy as np
+
+def numba_cache_dir() -> str:
+    """Where numba's ``cache=True`` keeps compiled kernels: a user cache directory, never the package
+    (a read-only install, a shared checkout). ``NUMBA_CACHE_DIR`` when the user set it, else
+    ``$XDG_CACHE_HOME/ascend-sim/numba`` (``~/.cache/ascend-sim/numba``). Set before numba is
+    imported here; if numba was imported first (by the user), its config is pointed there too,
+    because numba reads the directory when it writes a cache, not at import."""
+    d = os.environ.get("NUMBA_CACHE_DIR")
+    if not d:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        d = os.path.join(base, "ascend-sim", "numba")
+        os.environ["NUMBA_CACHE_DIR"] = d
+    if "numba" in sys.modules:
+        cfg = sys.modules["numba"].config
+        if not getattr(cfg, "CACHE_DIR", ""):
+            cfg.CACHE_DIR = d
+    return d
+
+
+numba_cache_dir()
+
+import numba  # noqa: E402  (after the cache directory is set)
+import numpy as np  # noqa: E402
 
 from ascend_sim import dtypes as D
 from ascend_sim import formats as F

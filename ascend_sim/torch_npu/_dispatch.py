@@ -9,6 +9,22 @@ numpy/torch inputs into NPUTensors on the current device; ``infer`` (all checks,
 ``compute`` (full mode only); allocate outputs (HBM accounting) or write in place; ``plan`` and
 queue a Task on the current stream; update the overflow flag; hand back NPUTensors or, if any
 input was a torch tensor, torch tensors.
+
+Empty tensors (a 0 in the shape) are legal, as in torch_npu. A call whose outputs are *all*
+empty returns them (new empty tensors, or its in-place targets, relabelled when their metadata
+changes) and queues **no task**: aclnn's GetWorkspaceSize sees the empty output and the op
+returns before anything is launched, so there is no kernel to time and nothing on the stream.
+Its ``compute`` and ``plan`` are not run. A call with an empty *input* but a non-empty output is
+a normal call (a K=0 matmul writes zeros of (M, N): its plan has the fill).
+
+Bad input never crashes or hangs. Errors from a call name the op and, where one is to blame,
+the argument: ``infer`` checks raise ValueError (OpError) / TypeError; the conversion of an
+argument that is not a tensor the simulator can hold (a complex array, an unknown object in a
+tensor list) is a TypeError naming the op and the argument; a bad ``hcom`` group on a
+communicating op names the op and the argument; an output larger than the device's free HBM
+is an NPUOutOfMemoryError naming the op, raised before anything is computed. Plans are per tile
+and their size does not grow with the element count, so a huge meta-mode shape costs no more
+host time than a small one.
 """
 from __future__ import annotations
 
@@ -20,6 +36,7 @@ import numpy as np
 from .. import dtypes as D
 from .. import ops as _ops
 from ..runtime import Task, collective, current_simulator
+from ..runtime.memory import NPUOutOfMemoryError
 from ..tensor import NPUTensor, TensorMeta, contiguous
 from . import _interop
 from ._api_table import API_TABLE, ApiEntry
@@ -82,6 +99,15 @@ def check_product(entry: ApiEntry, chip) -> None:
 
 
 def call(entry: ApiEntry, arguments: dict[str, Any]) -> Any:
+    try:
+        return _call(entry, arguments)
+    except NPUOutOfMemoryError as e:
+        if str(e).startswith(f"{entry.name}:"):
+            raise
+        raise NPUOutOfMemoryError(f"{entry.name}: {e}") from None
+
+
+def _call(entry: ApiEntry, arguments: dict[str, Any]) -> Any:
     sim = current_simulator()
     check_product(entry, sim.chip)
     host = HOST_FUNCTIONS.get(entry.name)
@@ -95,7 +121,7 @@ def call(entry: ApiEntry, arguments: dict[str, Any]) -> Any:
     if host is not None:
         result = host(sim, dev, _ops.Args(arguments), as_torch)
         return result
-    a = _ops.Args({k: _convert(v, dev, sim.is_meta) for k, v in arguments.items()})
+    a = _ops.Args({k: _convert_arg(entry.name, k, v, dev, sim.is_meta) for k, v in arguments.items()})
     if isinstance(op, _ops.CommOp):
         outputs = run_comm_op(sim, dev, op, a)
     else:
@@ -142,15 +168,48 @@ def call_internal(name: str, **arguments) -> Any:
         tuple(_interop.from_npu(t, as_torch) for t in outputs)
 
 
+def _tensor_like(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, NPUTensor)) or _interop.is_torch_tensor(x)
+
+
 def _convert(v: Any, dev, meta: bool) -> Any:
+    """numpy arrays and torch tensors -> NPUTensors; a list/tuple holding any of them has those
+    elements converted (None and other items stay, for the op's checks to name)."""
     if isinstance(v, NPUTensor):
         return v
     if isinstance(v, np.ndarray) or _interop.is_torch_tensor(v):
         return _interop.to_npu(v, dev, meta)
-    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (np.ndarray, NPUTensor)) or
-                                                 _interop.is_torch_tensor(x) for x in v):
-        return type(v)(_interop.to_npu(x, dev, meta) for x in v)
+    if isinstance(v, (list, tuple)) and v and any(_tensor_like(x) for x in v):
+        return type(v)(_interop.to_npu(x, dev, meta) if _tensor_like(x) else x for x in v)
     return v
+
+
+def _convert_arg(op_name: str, arg: str, v: Any, dev, meta: bool) -> Any:
+    """:func:`_convert`, with a conversion error (a complex or object array, a dtype no Ascend
+    tensor has) naming the op and the argument."""
+    try:
+        return _convert(v, dev, meta)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{op_name}: argument '{arg}': {e}") from None
+
+
+def _all_empty(metas) -> bool:
+    return bool(metas) and all(m.numel == 0 for m in metas)
+
+
+def _check_fits(dev, op_name: str, spec) -> None:
+    """New outputs that cannot fit the device's HBM even with every cached block released fail
+    now, before any host work (a huge full-mode output would otherwise be computed first)."""
+    alloc = getattr(dev, "allocator", None)
+    if alloc is None:
+        return
+    need = sum(alloc.round_size(m.nbytes) for i, m in enumerate(spec.outputs) if spec.target(i) is None)
+    free = alloc.capacity - alloc.allocated_bytes
+    if need > free:
+        raise NPUOutOfMemoryError(
+            f"{op_name}: NPU out of memory on {alloc.name}: its outputs need {need} B "
+            f"({need / 2**30:.2f} GiB); capacity {alloc.capacity} B, {alloc.allocated_bytes} B allocated by tensors, "
+            f"{free} B at most free")
 
 
 def run_op(sim, dev, op, a: _ops.Args) -> tuple[NPUTensor, ...]:
@@ -158,6 +217,11 @@ def run_op(sim, dev, op, a: _ops.Args) -> tuple[NPUTensor, ...]:
     Returns the output tensors."""
     spec = op.infer(a, sim.chip)
     metas = spec.outputs
+    _check_fits(dev, op.name, spec)
+    if _all_empty(metas):
+        # aclnn returns early for empty outputs: no compute, no kernel, no task (module docstring)
+        datas = None if sim.is_meta else tuple(np.zeros(m.shape, m.dtype.np_dtype) for m in metas)
+        return _outputs(dev, spec, a, datas)
     relabel_only = not spec.device_work and all(spec.target(i) for i in range(len(metas)))
     datas = None if sim.is_meta or relabel_only else tuple(op.compute(spec, a))
     if spec.device_work:
@@ -273,7 +337,10 @@ def run_comm_op(sim, dev, op: "_ops.CommOp", a: _ops.Args) -> tuple[NPUTensor, .
 
     spec = op.infer(a, sim.chip)
     metas = spec.outputs
-    group = sim.world.group(a.get(op.group_arg))
+    try:
+        group = sim.world.group(a.get(op.group_arg))
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{op.name}: argument '{op.group_arg}': {e}") from None
     if dev.index not in group.ranks:
         raise ValueError(f"{op.name}: rank {dev.index} is not in the group {group.name!r} ({list(group.ranks)})")
     op.check_group(spec, group.ranks)

@@ -368,7 +368,8 @@ class NpuFusionAttention(Op):
         bits = self._drop_bits(s, a)
         if not g.tnd:
             Q, K, V = to_bnsd(q, g.layout, g.N), to_bnsd(k, g.layout, g.Nkv), to_bnsd(v, g.layout, g.Nkv)
-            keep = np.stack([band_keep(g.Sq, g.Skv, s.bands[b]) for b in range(g.B)])[:, None]
+            keep = np.stack([band_keep(g.Sq, g.Skv, s.bands[b]) for b in range(g.B)])[:, None] if g.B else \
+                np.zeros((0, 1, g.Sq, g.Skv), bool)              # batch 0: an empty result
             if user is not None:
                 keep = keep & ~(user if user.ndim == 4 else user[None, None])
             bias = None

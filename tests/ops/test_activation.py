@@ -249,3 +249,21 @@ def test_instruction_mix_orders_the_kernels():
     # silu's 16 MiB output stays in the write-back L2, so its kernel is shorter than its launch
     assert erf.bound == "vector" and silu.bound in ("hbm", "launch")
     assert erf.flops > tanh.flops > silu.flops > 0
+
+
+def test_numba_cache_goes_to_a_user_cache_dir_not_the_package(tmp_path):
+    """cache=True kernels (npu_gelu's erf) are cached under $XDG_CACHE_HOME/ascend-sim/numba, not in ops/."""
+    import os
+    import subprocess
+    import sys
+    code = ("import glob, os, numpy as np\n"
+            "from ascend_sim import torch_npu, ops\n"
+            "torch_npu.npu_gelu(np.linspace(-3, 3, 64, dtype=np.float32), approximate='none')\n"
+            "pkg = os.path.dirname(ops.__file__)\n"
+            "print(len(glob.glob(os.path.join(pkg, '**', '*.nbi'), recursive=True)))\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "0"                      # nothing cached inside the package
+    assert list((tmp_path / "ascend-sim" / "numba").rglob("*.nbi"))
