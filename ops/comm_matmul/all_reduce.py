@@ -13,7 +13,7 @@ from ascend_sim.tensor import TensorMeta
 
 from ..base import Args, OpSpec
 from ..common import as_float32, dequantise_weight, float_matmul, int_matmul, matrix_format, to_int8_saturated
-from ..templates.gemm import AntiquantWeight, GemmSide, antiquant_cube, antiquant_mix_plan, place, share_workspace, \
+from ..templates.gemm import AntiquantWeight, GemmSide, antiquant_cube, antiquant_mix_plan, share_workspace, \
     ws_regions
 from ..templates.rows import RowOperand, RowStep, row_plan
 from .shared import (AR_RANKS, BF16, COMM_MODES, F16, GROUP_QUANTUM, I8, I32, I64, INNER_LIMIT, INT_MAX, F32,
@@ -338,10 +338,12 @@ class NpuMmAllReduceBase(FusedMatmulComm):
             A = GemmSide("x1", I8, rows, s.k, layout=rows_at(I8, s.k, r0))
             cube = chunk_gemm(nm, chip, A, GemmSide("x2", I8, s.k, s.n, nz=s.nz), "workspace", I32,
                               rows_at(I32, s.n, 0, ws["partial"]), bias=bias["bias"])
-            post = dequant_rows(nm + ".dequant", chip, rows, s.n, "out0", s.out_dt, partial_base=ws["partial"],
+            post = dequant_rows(nm + ".dequant", chip, rows, s.n,
+                                RowOperand("out0", s.out_dt.itemsize, offset=int(r0 * s.n * s.out_dt.itemsize)),
+                                partial_base=ws["partial"],
                                 scale=("dequant_scale", s.dequant[0].itemsize, s.dequant[1]),
-                                pertoken="pertoken_scale" if s.pertoken else None, pertoken_at=r0 * 4,
-                                out_at=int(r0 * s.n * s.out_dt.itemsize))
+                                pertoken=RowOperand("pertoken_scale", 4.0, "per_row", offset=r0 * 4) if s.pertoken
+                                else None)
             kernels = [cube, post]
         if s.x3:
             kernels.append(add_rows(nm + ".add_x3", chip, rows, s.n, "out0", "x3", s.out_dt, r0))
@@ -358,12 +360,12 @@ class NpuMmAllReduceBase(FusedMatmulComm):
         """Rows r0.. of the result, / comm_quant_scale_1 per column, to int8 in the send buffer."""
         it, s_it = s.out_dt.itemsize, s.comm_scale_item
         plan = row_plan(self.name + ".comm_quant", chip, rows, s.n,
-                        [RowOperand("out0", it), RowOperand("comm_quant_scale_1", s_it, "shared")],
-                        [RowOperand("send", 1.0)],
+                        [RowOperand("out0", it, offset=int(r0 * s.n * it)),
+                         RowOperand("comm_quant_scale_1", s_it, "shared")],
+                        [RowOperand("workspace", 1.0, offset=send_base)],
                         [RowStep("unary", "float32"), RowStep("div", "float32"), RowStep("unary", "float32", count=2)],
                         temps_bytes=4.0)
-        place(plan, chip, "out0", int(r0 * s.n * it))
-        return place(plan, chip, "send", send_base, rename="workspace")
+        return plan
 
     def _reduce_and_gather(self, s: ARSpec, chip, items: list, pending, n_steps: int, ws: dict, world: int) -> int:
         """Wait for a chunk's all-to-all, sum the world's int8 slices (requantised by scale1/scale2)
@@ -373,13 +375,12 @@ class NpuMmAllReduceBase(FusedMatmulComm):
         slice_rows = -(-rows // world)
         items.append(WaitComm(step))
         plan = row_plan(self.name + ".comm_reduce_sum", chip, slice_rows, s.n,
-                        [RowOperand("recv", float(world)), RowOperand("comm_quant_scale_1", s_it, "shared"),
+                        [RowOperand("workspace", float(world), offset=ws["recv"] + send_row * s.n),
+                         RowOperand("comm_quant_scale_1", s_it, "shared"),
                          RowOperand("comm_quant_scale_2", s_it, "shared")],
-                        [RowOperand("reduced", 1.0)],
+                        [RowOperand("workspace", 1.0, offset=ws["recv"] + send_row * s.n)],
                         [RowStep("unary", "float32", count=2 * world), RowStep("binary", "float32", count=world - 1),
                          RowStep("binary", "float32"), RowStep("unary", "float32", count=2)], temps_bytes=8.0)
-        place(plan, chip, "recv", ws["recv"] + send_row * s.n, rename="workspace")
-        place(plan, chip, "reduced", ws["recv"] + send_row * s.n, rename="workspace")
         items.append(plan)
         items.append(CommStep("all_gather", int(slice_rows * world * s.n), f"{self.name}.all_gather"))
         return n_steps + 1
@@ -388,10 +389,11 @@ class NpuMmAllReduceBase(FusedMatmulComm):
         """The gathered int8 result x comm_quant_scale_2 -> the output dtype."""
         it, s_it = s.out_dt.itemsize, s.comm_scale_item
         plan = row_plan(self.name + ".comm_dequant", chip, s.m, s.n,
-                        [RowOperand("gathered", 1.0), RowOperand("comm_quant_scale_2", s_it, "shared")],
+                        [RowOperand("workspace", 1.0, offset=recv_base),
+                         RowOperand("comm_quant_scale_2", s_it, "shared")],
                         [RowOperand("out0", it)],
                         [RowStep("unary", "float32", count=2), RowStep("binary", "float32"),
                          RowStep("unary", "float32")], temps_bytes=4.0)
-        return place(plan, chip, "gathered", recv_base, rename="workspace")
+        return plan
 
 

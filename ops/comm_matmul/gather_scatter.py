@@ -12,6 +12,7 @@ from ascend_sim.tensor import TensorMeta
 from ..base import Args, OpSpec
 from ..common import as_float32, float_matmul, int_matmul
 from ..templates.gemm import GemmSide, share_workspace, ws_regions
+from ..templates.rows import RowOperand
 from .shared import I8, I32, I64, FusedMatmulComm, chunk_gemm, dequant_rows, row_chunks, rows_at, scale_values
 
 # ============================================================================================
@@ -143,10 +144,11 @@ class NpuAllGatherBaseMm(FusedMatmulComm):
             return [chunk_gemm(nm, chip, A, B, "out0", s.out_dt, out_at, scale="x2_scale",
                                scale_per_tensor=s.x2_scale[1] == 1)]
         cube = chunk_gemm(nm, chip, A, B, "workspace", I32, rows_at(I32, s.n, 0, ws["partial"]))
-        post = dequant_rows(nm + ".dequant", chip, rows, s.n, "out0", s.out_dt, partial_base=ws["partial"],
-                            scale=("x2_scale", s.x2_scale[0].itemsize, s.x2_scale[1]),
-                            pertoken="token_scale" if s.x1_scale else None, pertoken_at=scale_base,
-                            pertoken_tensor=scale_tensor, out_at=int(out_row * s.n * s.out_dt.itemsize))
+        post = dequant_rows(nm + ".dequant", chip, rows, s.n,
+                            RowOperand("out0", s.out_dt.itemsize, offset=int(out_row * s.n * s.out_dt.itemsize)),
+                            partial_base=ws["partial"], scale=("x2_scale", s.x2_scale[0].itemsize, s.x2_scale[1]),
+                            pertoken=RowOperand(scale_tensor, 4.0, "per_row", offset=scale_base) if s.x1_scale
+                            else None)
         return [cube, post]
 
 
@@ -225,12 +227,13 @@ class NpuMmReduceScatterBase(FusedMatmulComm):
                                scale_per_tensor=s.x2_scale[1] == 1)]
         cube = chunk_gemm(nm, chip, A, B, "workspace", I32, rows_at(I32, s.n, 0, ws["partial"],
                                                                     batch_rows=rows if batch else 0))
-        # the token scales of the chunk's pieces: rows r0.. of every rank's slice
-        post = dequant_rows(nm + ".dequant", chip, s.world * rows, s.n, "send", s.out_dt, partial_base=ws["partial"],
+        # the token scales of the chunk's pieces: rows r0.. of every rank's slice (a batch of rows
+        # per piece, per_rank rows apart)
+        pertoken = RowOperand("x1_scale", 4.0, "per_row", offset=r0 * 4, batch_rows=rows, batch_stride=per_rank * 4)
+        out = RowOperand("workspace", s.out_dt.itemsize, offset=send)
+        post = dequant_rows(nm + ".dequant", chip, s.world * rows, s.n, out, partial_base=ws["partial"],
                             scale=("x2_scale", s.x2_scale[0].itemsize, s.x2_scale[1]),
-                            pertoken="x1_scale" if s.x1_scale else None,
-                            pertoken_at=lambda off: (off // (rows * 4) * per_rank + r0) * 4 + off % (rows * 4),
-                            out_at=send, out_tensor="workspace")
+                            pertoken=pertoken if s.x1_scale else None)
         return [cube, post]
 
 

@@ -15,7 +15,7 @@ from ..base import Args, CommOp
 from ..common import as_float32, matrix_format, quant_param_scale
 from ..templates.cube import Layout, Operand
 from ..templates.elementwise import Operand as EOp, VectorStep, elementwise_plan
-from ..templates.gemm import GemmSide, gemm_plans, place
+from ..templates.gemm import GemmSide, gemm_plans
 from ..templates.matmul import MatmulProblem, default_tiling
 from ..templates.rows import RowOperand, RowStep, row_plan
 
@@ -110,33 +110,28 @@ def chunk_gemm(name: str, chip, a: GemmSide, b: GemmSide, out: str, out_dtype: D
     return plan
 
 
-def dequant_rows(name: str, chip, rows: int, n: int, out: str, out_dtype: D.DType, *, partial_base: int,
-                 scale: tuple, pertoken: str | None, pertoken_at, out_at, out_tensor: str | None = None,
-                 pertoken_tensor: str | None = None) -> KernelPlan:
+def dequant_rows(name: str, chip, rows: int, n: int, out: RowOperand, *, partial_base: int, scale: tuple,
+                 pertoken: RowOperand | None) -> KernelPlan:
     """The vector epilogue that turns ``rows`` x ``n`` int32 partials (workspace at
-    ``partial_base``) into the output dtype: x scale per column, x pertoken per row."""
-    inputs = [RowOperand("partial", 4.0), RowOperand(scale[0], scale[1], "shared", cols=None if scale[2] > 1 else 1)]
+    ``partial_base``) into ``out`` (a row operand placed where the rows go): x scale per column,
+    x ``pertoken`` (a "per_row" operand placed where the chunk's token scales are) per row."""
+    inputs = [RowOperand("workspace", 4.0, offset=partial_base),
+              RowOperand(scale[0], scale[1], "shared", cols=None if scale[2] > 1 else 1)]
     steps = [RowStep("unary", "float32"), RowStep("binary", "float32")]          # widen, x scale
     if pertoken is not None:
-        inputs.append(RowOperand(pertoken, 4.0, "per_row"))
+        inputs.append(pertoken)
         steps.append(RowStep("binary", "float32"))                               # x token scale
     steps.append(RowStep("unary", "float32"))                                    # round to the output
-    plan = row_plan(name, chip, rows, n, inputs, [RowOperand(out, out_dtype.itemsize)], steps, temps_bytes=4.0)
-    place(plan, chip, "partial", partial_base, rename="workspace")
-    if pertoken is not None:
-        place(plan, chip, pertoken, pertoken_at, rename=pertoken_tensor)
-    return place(plan, chip, out, out_at, rename=out_tensor)
+    return row_plan(name, chip, rows, n, inputs, [out], steps, temps_bytes=4.0)
 
 
 def add_rows(name: str, chip, rows: int, n: int, dst: str, src: str, dtype: D.DType, row0: int) -> KernelPlan:
     """``dst[row0:row0+rows] += src[row0:row0+rows]`` on the vector cores (x3 after the matmul)."""
     it = dtype.itemsize
-    plan = elementwise_plan(name, chip, rows * n, [EOp(dst, it), EOp(src, it)], [EOp(dst, it)],
+    at = int(row0 * n * it)
+    return elementwise_plan(name, chip, rows * n, [EOp(dst, it, at), EOp(src, it, at)], [EOp(dst, it, at)],
                             [VectorStep("unary", "float32", 2), VectorStep("binary", "float32"),
                              VectorStep("unary", "float32")], temps_bytes=8.0)
-    for t in (dst, src):
-        place(plan, chip, t, int(row0 * n * it))
-    return plan
 
 
 # ============================================================================================

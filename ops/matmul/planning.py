@@ -11,8 +11,10 @@ import math
 
 
 from ..templates.cube import Layout, Operand
-from ..templates.gemm import (GemmSide, antiquant_prepass_plan, dequant_epilogue_plan, gemm_plans, gemm_tiling,
-                              grouped_cube_plan, matrix_bytes, merge_vector_kernels, place)
+from ..templates.gemm import (GemmSide, antiquant_prepass, dequant_epilogue, gemm_plans, gemm_tiling,
+                              grouped_cube_plan, matrix_bytes)
+from ..templates.rows import RowOperand
+from ..templates.vector import grouped_vector_kernel
 from ..templates.matmul import MatmulProblem, default_tiling
 from .checks import F32, BmmSpec, LinearSpec, TransposeBmmSpec
 from .grouped_checks import I32, GmmSpec, Group, group_sizes, groups_of
@@ -118,7 +120,7 @@ def grouped_plans(name: str, spec: GmmSpec, chip, tiling):
             parts.append(_antiquant_part(name, spec, chip, wi, e, ws_bytes))
             ws_bytes += matrix_bytes(chip, spec.ks[0] if len(spec.ks) == 1 else spec.ks[wi], spec.ns[wi], spec.x_dt,
                                      True)
-        pre.append(merge_vector_kernels(name + ".antiquant", chip, parts))
+        pre.append(grouped_vector_kernel(name + ".antiquant", chip, parts))
     to_ws = spec.mode in ("dequant", "pertoken", "int4")     # the cube leaves int32 partials in the workspace
     out_region = {}
     if to_ws:
@@ -128,7 +130,7 @@ def grouped_plans(name: str, spec: GmmSpec, chip, tiling):
     problems = [_group_problem(spec, chip, g, to_ws, w_region, out_region, kg) for g in groups]
     cube = grouped_cube_plan(name, chip, problems, tiling)
     if to_ws:
-        post = [merge_vector_kernels(name + ".dequant", chip,           # one epilogue kernel for all outputs
+        post = [grouped_vector_kernel(name + ".dequant", chip,          # one epilogue kernel for all outputs
                                      [_dequant_part(name, spec, chip, o, shape, out_region[o], kg)
                                       for o, shape in enumerate(spec.out_shapes)])]
     plans = pre + [cube] + post
@@ -144,27 +146,28 @@ def _antiquant_part(name: str, spec: GmmSpec, chip, wi: int, e: int, at: int):
     n = spec.ns[wi]
     ag = spec.aq_groups[0 if spec.stacked else wi]
     s_item = spec.x_dt.itemsize
-    # per channel: one row of scales shared by every weight row; per group: a row's share
-    sc = (f"antiquant_scale[{wi}]", s_item, "shared", n) if not ag else (f"antiquant_scale[{wi}]", s_item * ag / k, "row")
-    off = (f"antiquant_offset[{wi}]",) + sc[1:] if spec.aq_offset else None
-    p = antiquant_prepass_plan(name + ".antiquant", chip, k, n, f"weight[{wi}]", spec.w_dt.itemsize,
-                               scale=sc, offset=off, out="workspace", out_itemsize=spec.x_dt.itemsize)
-    if e:       # expert e of a stacked weight and its parameter rows
-        place(p, chip, f"weight[{wi}]", matrix_bytes(chip, k, n, spec.w_dt, False) * e)
-        for t in [sc[0]] + ([off[0]] if off else []):
-            place(p, chip, t, int(e * max(ag, 1) * n * s_item))
-    return place(p, chip, "workspace", at)
+    # per channel: one row of scales shared by every weight row; per group: a row's share;
+    # expert e of a stacked weight and its parameter rows sit e matrices / e rows in
+    p_at = int(e * max(ag, 1) * n * s_item)
+
+    def sc(t):
+        return RowOperand(t, s_item, "shared", n, offset=p_at) if not ag else \
+            RowOperand(t, s_item * ag / k, "row", offset=p_at)
+
+    w = RowOperand(f"weight[{wi}]", spec.w_dt.itemsize, offset=int(matrix_bytes(chip, k, n, spec.w_dt, False) * e))
+    return antiquant_prepass(k, n, w, scale=sc(f"antiquant_scale[{wi}]"),
+                             offset=sc(f"antiquant_offset[{wi}]") if spec.aq_offset else None,
+                             out=RowOperand("workspace", spec.x_dt.itemsize, offset=at)).part(name + ".antiquant", chip)
 
 
 def _dequant_part(name: str, spec: GmmSpec, chip, o: int, shape: tuple, at: int, kg: int):
     """Output ``o``'s epilogue: the int32 partials at ``at`` in the workspace -> the output."""
     n = shape[-1]
     i = 0 if spec.stacked or spec.scenario != "MMM" else o
-    p = dequant_epilogue_plan(name + ".dequant", chip, math.prod(shape[:-1]), n, f"out{o}", spec.out_dt,
-                              partials=kg, scale=(f"scale[{i}]", spec.scale_item, n * kg),
-                              pertoken=(f"per_token_scale[{i}]", 4.0) if spec.per_token else None,
-                              act=spec.act != 0)
-    return place(p, chip, "workspace", at)
+    return dequant_epilogue(math.prod(shape[:-1]), n, f"out{o}", spec.out_dt, partial_at=at, partials=kg,
+                            scale=(f"scale[{i}]", spec.scale_item, n * kg),
+                            pertoken=(f"per_token_scale[{i}]", 4.0) if spec.per_token else None,
+                            act=spec.act != 0).part(name + ".dequant", chip)
 
 
 def _group_problem(spec: GmmSpec, chip, g: Group, to_ws: bool, w_region: dict, out_region: dict,

@@ -25,10 +25,13 @@ from .vector import KernelOp, VectorPipeline, check_buffers, split_range, vector
 
 @dataclass(frozen=True)
 class Operand:
-    """A GM tensor the kernel streams: its plan name and device bytes per element."""
+    """A GM tensor the kernel streams: its plan name, device bytes per element, and where its
+    element 0 sits (``offset``: bytes into the named tensor -- a run of rows of a larger tensor,
+    a region of the workspace)."""
 
     name: str
     itemsize: float
+    offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def elementwise_plan(name: str, chip: ChipSpec, numel: int, inputs: list[Operand
     def load(b, tile, s):
         start, n = tile
         for o, off in zip(inputs, in_off):
-            b.load_gm(Buf.UB, s.base + off, o.name, int(start * o.itemsize), 1, _nbytes(n, o.itemsize))
+            b.load_gm(Buf.UB, s.base + off, o.name, o.offset + int(start * o.itemsize), 1, _nbytes(n, o.itemsize))
 
     def compute(b, tile, s):
         for st in steps:
@@ -135,7 +138,7 @@ def elementwise_plan(name: str, chip: ChipSpec, numel: int, inputs: list[Operand
     def store(b, tile, s):
         start, n = tile
         for o, off in zip(outputs, out_off):
-            b.store_gm(s.base + off, o.name, int(start * o.itemsize), 1, _nbytes(n, o.itemsize))
+            b.store_gm(s.base + off, o.name, o.offset + int(start * o.itemsize), 1, _nbytes(n, o.itemsize))
 
     pipe = VectorPipeline(load if inputs else None, compute if steps else None, store, t.buffer_num, 0,
                           _round_up(t.tile_elems * per_elem, blk))   # one buffer's worth of every tensor
@@ -144,7 +147,8 @@ def elementwise_plan(name: str, chip: ChipSpec, numel: int, inputs: list[Operand
     quantum = max(1, int(chip.memory.burst_bytes / min([o.itemsize for o in inputs + outputs] or [1])))
     blocks = [[(start, min(t.tile_elems, hi - start)) for start in range(lo, hi, t.tile_elems)]
               for lo, hi in split_range(numel, t.block_dim, quantum)]
-    return vector_kernel(name, chip, blocks, pipe, tensors=tuple(o.name for o in inputs + outputs),
+    tensors = tuple(dict.fromkeys(o.name for o in inputs + outputs))
+    return vector_kernel(name, chip, blocks, pipe, tensors=tensors,
                          tiling=lambda n: t if n == t.block_dim else replace(t, block_dim=n),
                          flops=flops_per_elem * numel)
 

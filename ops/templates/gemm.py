@@ -6,32 +6,29 @@ another's internals).
   output's batch dims, each side optionally placed by a :class:`~.cube.Layout` -- one cube kernel
   (two with split_k), or the vector fallback for dtypes the cube lacks
   (:func:`vector_matmul_plan`: multiply-accumulates in 32-bit lanes on the AIVs);
-* the vector kernels around the cube: :func:`dequant_epilogue_plan` (int32/fp32 partials ->
-  output: scales, bias, activation) and :func:`antiquant_prepass_plan` (a low-bit weight ->
-  fp16/bf16 in the workspace);
+* the vector kernels around the cube, as row kernels (:class:`~.rows.RowKernel`: build one with
+  ``.plan``, or several as one kernel with ``.part`` and :func:`~.vector.grouped_vector_kernel`):
+  :func:`dequant_epilogue` (int32/fp32 partials -> output: scales, bias, activation) and
+  :func:`antiquant_prepass` (a low-bit weight -> fp16/bf16 in the workspace);
 * :func:`antiquant_mix_plan`: weight-quant matmuls as one MIX kernel whose vector cores
   dequantise, just ahead of their cube core, each K x N chunk it is about to load;
 * GM workspace regions (:func:`ws_regions`, :func:`share_workspace`): the front door gives one
   workspace per call, shared by all of its kernels, so a region one kernel writes is where the
   next one reads it.
 
-Vector-template kernels (rows, elementwise) have no operand layouts yet: :func:`place` moves such
-a kernel's accesses of one tensor to where its data really is (the cube template needs none of
-it: its operands carry layouts).
+Every template operand carries its layout (cube: :class:`~.cube.Layout`; rows / elementwise: a
+base offset, a leading dimension, batches), so no built plan is patched afterwards.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
-
 from ascend_sim import dtypes as D
-from ascend_sim.isa import GM, WAIT, Buf, ISAError, KernelPlan, Pipe, Program, ProgramBuilder
+from ascend_sim.isa import GM, Buf, ISAError, KernelPlan, Pipe, ProgramBuilder
 
-from .cube.block import pending_flags
 from .cube import CrossCoreWaitCopy, GroupedScheduler, Layout, MatmulTiling, Operand, TileCopy, cube_kernel
 from .matmul import MatmulProblem, check_cube_mode, check_tiling, default_tiling, matmul_plan
-from .rows import RowOperand, RowStep, row_plan
+from .rows import RowKernel, RowOperand, RowStep
 
 F16, I32 = D.float16, D.int32
 
@@ -192,16 +189,22 @@ def vector_matmul_plan(name: str, chip, out_batch: tuple, a: GemmSide, b: GemmSi
 # ============================================================================================
 # Vector kernels around the cube
 # ============================================================================================
-def dequant_epilogue_plan(name: str, chip, rows: int, cols: int, out: str, out_dtype: D.DType, *,
-                          partial: str = "workspace", partials: int = 1, scale: tuple | None = None,
-                          pertoken: tuple | None = None, bias: tuple | None = None, extra: list[tuple] = (),
-                          act: bool = False, offset: tuple | None = None) -> KernelPlan:
+def dequant_epilogue_plan(name: str, chip, rows: int, cols: int, out: str, out_dtype: D.DType, **kw) -> KernelPlan:
+    """The :func:`dequant_epilogue` kernel, built."""
+    return dequant_epilogue(rows, cols, out, out_dtype, **kw).plan(name, chip)
+
+
+def dequant_epilogue(rows: int, cols: int, out: str, out_dtype: D.DType, *, partial: str = "workspace",
+                     partial_at: int = 0, partials: int = 1, scale: tuple | None = None, pertoken: tuple | None = None,
+                     bias: tuple | None = None, extra: list[tuple] = (), act: bool = False,
+                     offset: tuple | None = None) -> RowKernel:
     """The AIV kernel that turns the cube's int32/fp32 partials (``partials`` per output element,
-    e.g. one per K group) into the output: widen, scale per column (``scale`` = (tensor, itemsize,
-    count): a row of ``count`` values shared by every row, or one when count is 1), per row
-    (``pertoken`` = (tensor, itemsize per row)), add a float bias, activate, round. ``extra``
-    inputs: RowOperand fields (tensor, itemsize, kind, cols) read alongside."""
-    inputs = [RowOperand(partial, 4.0 * partials)]
+    e.g. one per K group, from byte ``partial_at`` of ``partial``) into the output: widen, scale
+    per column (``scale`` = (tensor, itemsize, count): a row of ``count`` values shared by every
+    row, or one when count is 1), per row (``pertoken`` = (tensor, itemsize per row)), add a float
+    bias, activate, round. ``extra`` inputs: RowOperand fields (tensor, itemsize, kind, cols) read
+    alongside."""
+    inputs = [RowOperand(partial, 4.0 * partials, offset=partial_at)]
     steps = [RowStep("unary", "float32", count=partials)]                     # int32 -> fp32
     if scale is not None:
         inputs.append(RowOperand(scale[0], scale[1], "shared", cols=scale[2]))
@@ -222,22 +225,21 @@ def dequant_epilogue_plan(name: str, chip, rows: int, cols: int, out: str, out_d
     if act:
         steps += [RowStep("exp", "float32"), RowStep("div", "float32"), RowStep("binary", "float32")]
     steps.append(RowStep("unary", "float32"))                                 # round to the output
-    return row_plan(name, chip, rows, cols, inputs, [RowOperand(out, out_dtype.itemsize)], steps, temps_bytes=4.0)
+    return RowKernel(rows, cols, tuple(inputs), (RowOperand(out, out_dtype.itemsize),), tuple(steps), temps_bytes=4.0)
 
 
-def antiquant_prepass_plan(name: str, chip, rows: int, cols: int, weight: str, w_itemsize: float, *,
-                           scale: tuple, offset: tuple | None, out: str = "workspace",
-                           out_itemsize: float = 2.0) -> KernelPlan:
+def antiquant_prepass(rows: int, cols: int, weight: RowOperand, *, scale: RowOperand, offset: RowOperand | None,
+                      out: RowOperand) -> RowKernel:
     """The AIV kernel dequantising a low-bit weight (``rows`` x ``cols``) to fp16/bf16 in GM
-    for the cube: widen, add the offset, multiply by the scale, round. ``scale``/``offset`` =
-    (tensor, itemsize, kind, cols) as row operands (per-channel: shared; per-group: a row share)."""
-    inputs = [RowOperand(weight, w_itemsize), RowOperand(*scale)]
+    for the cube: widen, add the offset, multiply by the scale, round. ``scale``/``offset``: row
+    operands (per-channel: shared; per-group: a row share); each operand placed by its layout."""
+    inputs = [weight, scale]
     steps = [RowStep("unary", "float32")]
     if offset is not None:
-        inputs.append(RowOperand(*offset))
+        inputs.append(offset)
         steps.append(RowStep("binary", "float32"))
     steps += [RowStep("binary", "float32"), RowStep("unary", "float32")]
-    return row_plan(name, chip, rows, cols, inputs, [RowOperand(out, out_itemsize)], steps, temps_bytes=4.0)
+    return RowKernel(rows, cols, tuple(inputs), (out,), tuple(steps), temps_bytes=4.0)
 
 
 # ============================================================================================
@@ -357,7 +359,7 @@ def antiquant_mix_plan(name: str, chip, cube: KernelPlan, w: AntiquantWeight) ->
 
 
 # ============================================================================================
-# Workspace, and placing vector-template kernels
+# Workspace
 # ============================================================================================
 def ws_regions(chip, sizes: dict[str, int]) -> dict[str, int]:
     """Byte offsets of named workspace regions laid out one after another, each starting on a burst
@@ -381,79 +383,3 @@ def share_workspace(items: list, nbytes: int | None = None) -> list:
         if "workspace" in p.tensors:
             p.workspace_bytes = max(p.workspace_bytes, size)
     return items
-
-
-def place(plan: KernelPlan, chip, tensor: str, locate: Callable[[int], int] | int, *,
-          rename: str | None = None) -> KernelPlan:
-    """A vector-template kernel (rows / elementwise: operands without layouts) whose ``tensor`` is
-    really at ``locate(offset)`` (an int: that many bytes further) in tensor ``rename`` (default:
-    the same): every access of it moves there, its bus bytes and path cycles recomputed for the
-    new alignment. Returns ``plan``."""
-    if isinstance(plan, KernelPlan) and plan.core_type == "AIC":
-        raise ISAError(f"{plan.name}: cube kernels take operand layouts, not place()")
-    move = (lambda off, d=int(locate): d + off) if isinstance(locate, int) else locate
-    for blk in plan.blocks:
-        for prog in blk:
-            builder = None
-            for i, kind in enumerate(prog.kind):
-                if kind != GM:
-                    continue
-                acc = prog.accesses[prog.arg[i]]
-                if acc.tensor != tensor:
-                    continue
-                builder = builder or ProgramBuilder(chip, prog.core)
-                new = builder.gm_access(prog.names[prog.name[i]], acc.path, rename or tensor, int(move(acc.offset)),
-                                        acc.rows, acc.row_bytes, acc.stride, acc.write)
-                prog.accesses[prog.arg[i]] = new
-                prog.cycles[i] = new.path_cycles
-    if rename:
-        plan.tensors = tuple(dict.fromkeys(rename if t == tensor else t for t in plan.tensors))
-    return plan
-
-
-def merge_vector_kernels(name: str, chip, plans: list[KernelPlan]) -> KernelPlan:
-    """Vector-template kernels (one program per block) joined into one kernel on the vector
-    cores: part after part on every core, each part's blocks dealt round-robin from the core after
-    the previous part's last block, flags drained between parts. (Cube kernels get the same
-    dealing from :class:`~.cube.GroupedScheduler` instead.)"""
-    if len(plans) == 1:
-        plans[0].name = name
-        return plans[0]
-    cores = chip.vector_cores
-    lanes: list[list[Program]] = [[] for _ in range(cores)]
-    start = 0
-    for p in plans:
-        for j, blk in enumerate(p.blocks):
-            lanes[(start + j) % cores].append(blk[0])
-        start = (start + p.block_dim) % cores
-    core = plans[0].blocks[0][0].core
-    blocks = [[_concat(core, lane)] for lane in lanes if lane]
-    tensors = tuple(dict.fromkeys(t for p in plans for t in p.tensors))
-    return KernelPlan(name, plans[0].core_type, blocks, tensors=tensors, tiling=plans[0].tiling,
-                      flops=sum(p.flops for p in plans))
-
-
-def _concat(core: str, parts: list[Program]) -> Program:
-    out = Program(core)
-    for j, p in enumerate(parts):
-        names = [out.name_id(n) for n in p.names]
-        base = len(out.accesses)
-        out.accesses.extend(p.accesses)
-        out.kind.extend(p.kind)
-        out.pipe.extend(p.pipe)
-        out.name.extend(names[i] for i in p.name)
-        out.cycles.extend(p.cycles)
-        out.latency.extend(p.latency)
-        out.arg.extend(a + base if k == GM else a for k, a in zip(p.kind, p.arg))
-        out.flops += p.flops
-        if j == len(parts) - 1:
-            break
-        wid = out.name_id("wait_flag")
-        for key in pending_flags(p):
-            out.kind.append(WAIT)
-            out.pipe.append(key[1])
-            out.name.append(wid)
-            out.cycles.append(0.0)
-            out.latency.append(0.0)
-            out.arg.append(key)
-    return out

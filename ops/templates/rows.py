@@ -8,7 +8,12 @@ The data is viewed as ``rows`` x ``cols`` (the op's reduction or rotation axis l
   (templates/vector.py: ``buffer_num`` UB buffers, its MTE2 -> VECTOR -> MTE3 flags);
 * tile: an MTE2 load per input (rows of ``cols`` elements, or one element per row; a table that
   repeats along some row axes is addressed through its :class:`RowMap`), the op's vector steps,
-  an MTE3 store per output.
+  an MTE3 store per output. An operand may be a sub-view of its tensor (a base offset, a leading
+  dimension, batches of rows a stride apart: see :class:`RowOperand`): the template addresses it
+  where it is.
+
+:func:`row_part` describes the kernel before it is built (a :class:`~.vector.VectorPart`), so
+that several row kernels can run as one (:func:`~.vector.grouped_vector_kernel`).
 
 When one row does not fit UB, the row is cut into ``col_chunk`` pieces and the op's ``passes``
 (e.g. softmax: max, then sum, then normalise) each stream the row again: bytes read grow with the
@@ -27,7 +32,7 @@ from ascend_sim.dtypes import get_dtype
 from ascend_sim.hw import ChipSpec
 from ascend_sim.isa import Buf, ISAError, KernelPlan
 
-from .vector import KernelOp, VectorPipeline, check_buffers, split_range, vector_kernel
+from .vector import KernelOp, VectorPart, VectorPipeline, check_buffers, split_range
 
 # UB addresses and buffer sizes are whole 32-byte blocks (chip.memory.block_bytes on every preset;
 # the sizing functions below are chip-free, so they take it as this default)
@@ -62,13 +67,32 @@ class RowMap:
 class RowOperand:
     """A GM tensor of a row kernel. kind: "row" (rows x cols, or rows x ``cols`` when given),
     "shared" (one row of cols used by every row), "per_row" (one element per row). A "row"
-    operand with a ``row_map`` is a table addressed through it (see :class:`RowMap`)."""
+    operand with a ``row_map`` is a table addressed through it (see :class:`RowMap`).
+
+    Its layout in the named tensor (defaults: dense from byte 0), as CATLASS layouts place a
+    sub-view: ``offset``, the bytes before its row 0; ``ld_bytes``, the bytes from one row to the
+    next when the rows are a sub-view of a wider matrix (None: the operand's own row width; for a
+    "per_row" operand, the bytes between its elements); ``batch_rows`` and ``batch_stride``, rows
+    that come in batches of ``batch_rows``, each ``batch_stride`` bytes after the previous one
+    (0: one batch). A tile's rows are addressed from its first row."""
 
     name: str
     itemsize: float
     kind: str = "row"
     cols: int | None = None
     row_map: RowMap | None = None
+    offset: int = 0
+    ld_bytes: int | None = None
+    batch_rows: int = 0
+    batch_stride: int = 0
+
+    def at(self, row: int, width: int, elem: float = 0) -> int:
+        """Byte offset in the tensor of element ``elem`` of row ``row`` (of ``width`` elements)."""
+        b, r = divmod(row, self.batch_rows) if self.batch_rows else (0, row)
+        base = self.offset + b * self.batch_stride
+        if self.ld_bytes is None:
+            return base + int((r * width + elem) * self.itemsize)
+        return base + r * self.ld_bytes + int(elem * self.itemsize)
 
 
 @dataclass(frozen=True)
@@ -112,10 +136,13 @@ class RowKernel:
     def ub_need(self, t: RowTiling) -> int:
         return ub_need(t, max(self.cols, 1), self.inputs, self.outputs, work_temps_bytes(self.steps, self.temps_bytes))
 
-    def plan(self, name: str, chip: ChipSpec, tiling: RowTiling | None = None) -> KernelPlan:
-        return row_plan(name, chip, self.rows, self.cols, list(self.inputs), list(self.outputs), list(self.steps),
+    def part(self, name: str, chip: ChipSpec, tiling: RowTiling | None = None) -> VectorPart:
+        return row_part(name, chip, self.rows, self.cols, list(self.inputs), list(self.outputs), list(self.steps),
                         passes=self.passes, temps_bytes=self.temps_bytes, tiling=tiling,
                         flops_per_elem=self.flops_per_elem)
+
+    def plan(self, name: str, chip: ChipSpec, tiling: RowTiling | None = None) -> KernelPlan:
+        return self.part(name, chip, tiling).kernel(name, chip)
 
 
 RowKernelOp = KernelOp        # an op whose main kernel is one RowKernel
@@ -180,6 +207,16 @@ def default_tiling(chip: ChipSpec, rows: int, cols: int, inputs, outputs, temps_
 def row_plan(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOperand], outputs: list[RowOperand],
              steps: list[RowStep], *, passes: int = 1, temps_bytes: float = 0.0, tiling: RowTiling | None = None,
              flops_per_elem: float = 0.0) -> KernelPlan:
+    """The row kernel's AIV KernelPlan (see :func:`row_part`)."""
+    return row_part(name, chip, rows, cols, inputs, outputs, steps, passes=passes, temps_bytes=temps_bytes,
+                    tiling=tiling, flops_per_elem=flops_per_elem).kernel(name, chip)
+
+
+def row_part(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOperand], outputs: list[RowOperand],
+             steps: list[RowStep], *, passes: int = 1, temps_bytes: float = 0.0, tiling: RowTiling | None = None,
+             flops_per_elem: float = 0.0) -> VectorPart:
+    """The row kernel of ``rows`` x ``cols`` described before it is built: its blocks, pipeline and
+    prologue (a :class:`~.vector.VectorPart`)."""
     if rows < 1 or cols < 1:
         rows, cols = max(rows, 1), max(cols, 1)
     temps_bytes = work_temps_bytes(steps, temps_bytes)
@@ -193,16 +230,16 @@ def row_plan(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOp
     # UB layout: shared operands first, then buffer_num slots of the per-tile operands
     shared_addr = {}
     a = 0
-    for o in inputs:
+    for i, o in enumerate(inputs):
         if o.kind == "shared" and not chunked:
-            shared_addr[o.name] = a
+            shared_addr[i] = a
             a += _round32(_cols(o, cols) * o.itemsize)
     slot_base = a
 
     def prologue(b):
-        for o in inputs:
+        for i, o in enumerate(inputs):
             if o.kind == "shared" and not chunked:
-                b.load_gm(Buf.UB, shared_addr[o.name], o.name, 0, 1, max(1, math.ceil(_cols(o, cols) * o.itemsize)))
+                b.load_gm(Buf.UB, shared_addr[i], o.name, o.at(0, 0), 1, max(1, math.ceil(_cols(o, cols) * o.itemsize)))
 
     def load(b, tile, s):
         r0, nr, _, c0, nc = tile
@@ -212,13 +249,12 @@ def row_plan(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOp
             if o.kind == "shared":
                 if chunked:     # its piece of this chunk
                     w = max(1, math.ceil(oc * nc / cols))
-                    b.load_gm(Buf.UB, addr, o.name, int((c0 * oc // cols) * o.itemsize), 1,
-                              max(1, math.ceil(w * o.itemsize)))
+                    b.load_gm(Buf.UB, addr, o.name, o.at(0, oc, c0 * oc // cols), 1, max(1, math.ceil(w * o.itemsize)))
                     addr += _round32(math.ceil(oc * t.col_chunk / cols) * o.itemsize)
                 continue
             if o.kind == "per_row":
                 if c0 == 0:
-                    b.load_gm(Buf.UB, addr, o.name, int(r0 * o.itemsize), 1, max(1, math.ceil(nr * o.itemsize)))
+                    b.load_gm(Buf.UB, addr, o.name, *_per_row_access(o, r0, nr))
                 addr += _round32(t.rows_per_tile * o.itemsize)
                 continue
             b.load_gm(Buf.UB, addr, o.name, *_row_access(o, oc, cols, r0, nr, c0, nc))
@@ -238,7 +274,7 @@ def row_plan(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOp
             oc = _cols(o, cols)
             if o.kind == "per_row":
                 if c0 + nc >= cols:
-                    b.store_gm(s.base, o.name, int(r0 * o.itemsize), 1, max(1, math.ceil(nr * o.itemsize)))
+                    b.store_gm(s.base, o.name, *_per_row_access(o, r0, nr))
                 continue
             b.store_gm(s.base, o.name, *_row_access(o, oc, cols, r0, nr, c0, nc))
 
@@ -251,9 +287,9 @@ def row_plan(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOp
 
     pipe = VectorPipeline(load, compute, store, t.buffer_num, slot_base,
                           (chip.buffers.ub - slot_base) // t.buffer_num // blk * blk)
-    return vector_kernel(name, chip, [tiles(lo, hi) for lo, hi in split_range(rows, t.block_dim)], pipe,
-                         prologue=prologue, tensors=tuple(o.name for o in inputs + outputs),
-                         tiling=lambda n: replace(t, block_dim=n), flops=flops_per_elem * rows * cols)
+    return VectorPart([tiles(lo, hi) for lo, hi in split_range(rows, t.block_dim)], pipe, prologue,
+                      tuple(dict.fromkeys(o.name for o in inputs + outputs)), lambda n: replace(t, block_dim=n),
+                      flops_per_elem * rows * cols)
 
 
 def _row_access(o: RowOperand, oc: int, cols: int, r0: int, nr: int, c0: int, nc: int) -> tuple[int, int, int, int]:
@@ -262,5 +298,13 @@ def _row_access(o: RowOperand, oc: int, cols: int, r0: int, nr: int, c0: int, nc
     a row map reads the table row it maps the tile's first row to."""
     w = nc if oc == cols else max(1, math.ceil(oc * nc / cols))
     row = r0 if o.row_map is None else o.row_map.first_row(r0, nr)
-    off = (row * oc + (c0 * oc // cols)) * o.itemsize
-    return int(off), nr, max(1, math.ceil(w * o.itemsize)), max(1, math.ceil(oc * o.itemsize))
+    stride = max(1, math.ceil(oc * o.itemsize)) if o.ld_bytes is None else o.ld_bytes
+    return o.at(row, oc, c0 * oc // cols), nr, max(1, math.ceil(w * o.itemsize)), stride
+
+
+def _per_row_access(o: RowOperand, r0: int, nr: int) -> tuple[int, int, int, int]:
+    """(offset, rows, run bytes, stride) of a "per_row" operand's ``nr`` elements from row ``r0``:
+    one run, or one element per row ``ld_bytes`` apart."""
+    if o.ld_bytes is None:
+        return o.at(r0, 1), 1, max(1, math.ceil(nr * o.itemsize)), max(1, math.ceil(nr * o.itemsize))
+    return o.at(r0, 1), nr, max(1, math.ceil(o.itemsize)), o.ld_bytes

@@ -3,7 +3,10 @@
 Every vector template (elementwise, rows, TransData, and the gather/scatter/sort ones to come)
 is three layers, as CATLASS layers its kernels:
 
-* kernel -- which work each AIV block takes (:func:`split_range`, :func:`vector_kernel`);
+* kernel -- which work each AIV block takes (:func:`split_range`, :func:`vector_kernel`), and
+  several kernels' blocks (parts) dealt onto the vector cores as one kernel
+  (:func:`deal_parts`, :func:`grouped_vector_kernel`: the vector side of the cube's
+  GroupedScheduler);
 * block  -- *this module*: the per-core loop over the block's tiles with ``buffer_num`` UB
   buffers (2 = ping-pong: MTE2 loads tile j+1 while VECTOR computes tile j and MTE3 stores
   tile j-1) and the flags that order it, one event id per buffer:
@@ -40,6 +43,8 @@ from typing import Any, Callable, Iterable
 
 from ascend_sim.hw import ChipSpec
 from ascend_sim.isa import ISAError, KernelPlan, Pipe, ProgramBuilder
+
+from .cube.block import drain        # flags left set are waited for, as between a cube core's groups
 
 V, MTE2, MTE3 = Pipe.VECTOR, Pipe.MTE2, Pipe.MTE3
 
@@ -169,3 +174,62 @@ def vector_kernel(name: str, chip: ChipSpec, blocks: Iterable[Iterable[Any]], pi
             progs.append([b.build()])
     t = tiling(len(progs)) if callable(tiling) else tiling
     return KernelPlan(name, "AIV", progs, tensors=tensors, tiling=t, flops=flops)
+
+
+@dataclass(frozen=True)
+class VectorPart:
+    """A vector kernel described before it is built: its blocks (each an iterable of that block's
+    tiles), the pipeline and prologue every block runs, the GM tensors it names, its tiling (or a
+    function of its number of blocks, as :func:`vector_kernel` takes it) and its flops. A template
+    returns one (rows: :func:`~.rows.row_part`); :meth:`kernel` builds it alone,
+    :func:`grouped_vector_kernel` together with other parts."""
+
+    blocks: Any
+    pipeline: VectorPipeline
+    prologue: Callable[[ProgramBuilder], None] | None = None
+    tensors: tuple[str, ...] = ()
+    tiling: Any = None
+    flops: float = 0.0
+
+    def kernel(self, name: str, chip: ChipSpec) -> KernelPlan:
+        return vector_kernel(name, chip, self.blocks, self.pipeline, prologue=self.prologue, tensors=self.tensors,
+                             tiling=self.tiling, flops=self.flops)
+
+
+def deal_parts(cores: int, block_counts: list[int]) -> list[list[tuple[int, int]]]:
+    """The grouped scheduler of vector kernels: part after part on every core, part p's blocks
+    dealt round-robin starting at the core after part p-1's last block. Returns, per core that
+    gets work, its (part, block) pairs in the order it runs them."""
+    lanes: list[list[tuple[int, int]]] = [[] for _ in range(cores)]
+    start = 0
+    for p, n in enumerate(block_counts):
+        for j in range(n):
+            lanes[(start + j) % cores].append((p, j))
+        start = (start + n) % cores
+    return [lane for lane in lanes if lane]
+
+
+def grouped_vector_kernel(name: str, chip: ChipSpec, parts: list[VectorPart]) -> KernelPlan:
+    """Several vector kernels (``parts``) as one AIV kernel, dealt by :func:`deal_parts`; on a
+    core, every flag a part left set is waited for before the next part starts, so it starts on
+    free buffers. Blocks without tiles are dropped. One part is that part's own kernel. The plan
+    takes the first part's tiling."""
+    if len(parts) == 1:
+        return parts[0].kernel(name, chip)
+    blocks = [[tiles for tiles in map(list, p.blocks) if tiles] for p in parts]
+    progs = []
+    for lane in deal_parts(chip.vector_cores, [len(b) for b in blocks]):
+        b = ProgramBuilder(chip, "AIV")
+        for s, (p, j) in enumerate(lane):
+            if s:
+                drain(b, since)
+            since = len(b.prog.kind)
+            if parts[p].prologue is not None:
+                parts[p].prologue(b)
+            parts[p].pipeline.run(b, blocks[p][j])
+        progs.append([b.build()])
+    first = parts[0]
+    t = first.tiling(len(blocks[0])) if callable(first.tiling) else first.tiling
+    return KernelPlan(name, "AIV", progs, tensors=tuple(dict.fromkeys(x for p in parts for x in p.tensors)),
+                      tiling=t, flops=sum(p.flops for p in parts))
+
