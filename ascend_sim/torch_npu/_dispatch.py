@@ -119,8 +119,14 @@ def _call(entry: ApiEntry, arguments: dict[str, Any]) -> Any:
                    (isinstance(v, (list, tuple)) and any(_interop.is_torch_tensor(x) for x in v))
                    for v in arguments.values())
     if host is not None:
-        result = host(sim, dev, _ops.Args(arguments), as_torch)
-        return result
+        for k, v in arguments.items():
+            _check_host_arg(entry.name, k, v)
+        try:
+            return host(sim, dev, _ops.Args(arguments), as_torch)
+        except (ValueError, TypeError) as e:
+            if str(e).startswith(f"{entry.name}") or type(e) not in (ValueError, TypeError):
+                raise
+            raise type(e)(f"{entry.name}: {e}") from None      # a runtime helper's error, named
     a = _ops.Args({k: _convert_arg(entry.name, k, v, dev, sim.is_meta) for k, v in arguments.items()})
     if isinstance(op, _ops.CommOp):
         outputs = run_comm_op(sim, dev, op, a)
@@ -191,6 +197,18 @@ def _convert_arg(op_name: str, arg: str, v: Any, dev, meta: bool) -> Any:
         return _convert(v, dev, meta)
     except (TypeError, ValueError) as e:
         raise TypeError(f"{op_name}: argument '{arg}': {e}") from None
+
+
+def _check_host_arg(op_name: str, arg: str, v: Any) -> None:
+    """A host function's numpy/torch argument (or list element) has a dtype an Ascend tensor can
+    hold; else a TypeError naming the op and the argument (host functions convert by themselves)."""
+    items = v if isinstance(v, (list, tuple)) else (v,)
+    for x in items:
+        if isinstance(x, np.ndarray):
+            try:
+                D.get_dtype(x.dtype, what="tensor dtype")
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"{op_name}: argument '{arg}': {e}") from None
 
 
 def _all_empty(metas) -> bool:
