@@ -57,7 +57,8 @@ chunk as npu_weight_quant_batchmatmul's MIX kernel; full quantisation as npu_qua
 kernel (FIXPIPE dequant for an int64 scale) or cube + vector epilogue; x3 is a vector add per chunk
 before its collective. A plan is shared by every rank and does not know which rank runs it: a
 rank's own rows are addressed as rank 0's, gathered chunks chunk after chunk; and
-npu_mm_all_reduce_base, whose arguments do not say the group's size, estimates with 8 ranks.
+npu_mm_all_reduce_base, whose arguments do not say the group's size, plans with the size of the
+group it is given (see :mod:`.all_reduce`).
 
 The package: :mod:`.shared` (limits, chunking, the kernels of one chunk -- each GEMM placed by
 operand layouts -- and the checks every fused op makes), :mod:`.all_reduce`,

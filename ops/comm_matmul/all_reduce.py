@@ -1,4 +1,19 @@
-"""npu_mm_all_reduce_base: ``out = allreduce(x1 @ W + bias + x3)`` (see the package docstring)."""
+"""npu_mm_all_reduce_base: ``out = allreduce(x1 @ W + bias + x3)`` (see the package docstring).
+
+The group's size: the front door hands ``plan`` the ranks of ``hcom``'s group (the plan cache keys
+on them), and the plan uses N = len(ranks) wherever the group's size enters:
+
+* the chunking, :func:`.shared.row_chunks` with ``world=N``: each rank's all-reduce puts
+  ``LINK_PASSES["all_reduce"] * bytes / N`` on a link, so a smaller group has more communication
+  per rank to hide and may get another chunk count;
+* int8 communication (comm_quant_scale_1/2): each chunk's rows are padded to a multiple of N for
+  the all-to-all (``ceil(rows / N) * N`` rows of n int8), every rank reduce-sums a slice of
+  ``ceil(rows / N)`` rows from N senders, and the all-gather returns N slices.
+
+Before, the plan estimated with 8 ranks whatever the group; groups of 1, 2 or 4 ranks now plan with
+their own size -- an intended change of their times (8-rank groups are unchanged). ``plan`` without
+ranks (a study through :func:`ascend_sim.ops.study.plan_for` with no ``ranks=``) still assumes 8.
+"""
 from __future__ import annotations
 
 import math
@@ -275,9 +290,7 @@ class NpuMmAllReduceBase(FusedMatmulComm):
         cube_dt = I8 if s.scenario == "quant" else s.x_dt
         out_it = s.out_dt.itemsize
         comm_it = 1.0 if s.comm_quant else out_it
-        # the group's size is not known to a plan: assume the largest documented group (it enters
-        # only the communication estimate and the int8 all-to-all's padding of rows to N)
-        world = max(AR_RANKS)
+        world = len(ranks) if ranks else max(AR_RANKS)      # the group's size (a study without ranks: 8)
         kernels = 1 + (s.quant_mode == "epilogue") + s.x3
         tasks = kernels + 1 + (3 if s.comm_quant else 0)    # + quant, reduce-sum kernels and the all-gather
         chunks = row_chunks(chip, s.m, n=s.n, k=s.k, cube_dtype=cube_dt, flops_per_row=2.0 * s.k * s.n,

@@ -17,7 +17,7 @@ from ..templates.rows import RowOperand
 from ..templates.vector import grouped_vector_kernel
 from ..templates.matmul import MatmulProblem, default_tiling
 from .checks import F32, BmmSpec, LinearSpec, TransposeBmmSpec
-from .grouped_checks import I32, GmmSpec, Group, group_sizes, groups_of
+from .grouped_checks import I32, GmmSpec, Group, groups_of
 
 
 # ----- npu_bmmV2 -----
@@ -88,8 +88,11 @@ def tbmm_plans(name: str, spec: TransposeBmmSpec, chip, tiling):
 
 # ----- npu_grouped_matmul -----
 def _planned_groups(spec: GmmSpec) -> list[Group]:
-    sizes, slots = group_sizes(None, spec)
-    return [g for g in groups_of(spec, sizes, slots) if g.m > 0 and g.k > 0]
+    """The non-empty groups, from the sizes resolved into the spec (the real or the assumed ones)."""
+    if spec.sizes is None:
+        raise ValueError("npu_grouped_matmul: a group_list tensor's sizes are not in the spec; plan the spec "
+                         "the op's resolve_work returns")
+    return [g for g in groups_of(spec, list(spec.sizes), list(spec.slots)) if g.m > 0 and g.k > 0]
 
 
 def grouped_tiling(spec: GmmSpec, chip):

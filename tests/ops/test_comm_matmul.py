@@ -9,9 +9,11 @@ import pytest
 
 import ascend_sim.distributed as dist
 from ascend_sim import Simulator, torch_npu
+from ascend_sim import dtypes as D
 from ascend_sim.hw import get_chip
 from ascend_sim.isa import CommStep, KernelPlan
 from ascend_sim.ops import OpError
+from ascend_sim.ops.comm_matmul import row_chunks
 from ascend_sim.ops.study import plan_for
 
 BF16 = ml_dtypes.bfloat16
@@ -448,6 +450,47 @@ def test_plans_interleave_each_chunk_with_its_communication():
                comm_quant_scale_1=((32,), "bfloat16"), comm_quant_scale_2=((32,), "bfloat16"))
     assert _shape(q) == ["K", "K", "K", "C:reduce_scatter", "K", "K", "K", "C:reduce_scatter", "W0", "K",
                          "C:all_gather", "W1", "K", "C:all_gather", "W0", "W1", "W2", "W3", "K"]
+
+
+# ============================================================================ the group's size
+@pytest.mark.parametrize("shape, chunks", [((2048, 4096, 4096), {2: 6, 4: 4, 8: 4}),
+                                           ((4096, 1024, 4096), {2: 4, 4: 4, 8: 3})])
+def test_all_reduce_chunks_with_the_group_it_is_given(shape, chunks):
+    """The module's rule: row_chunks with world = len(ranks) -- a rank of an N-rank group puts
+    LINK_PASSES x bytes / N on a link, so 2- and 4-rank groups get their own chunk count."""
+    m, k, cols = shape
+    chip = get_chip("Ascend910B2")
+    for n_ranks, count in chunks.items():
+        items = _items(AR, ranks=tuple(range(n_ranks)), x1=((m, k), "float16"), x2=((k, cols), "float16"), hcom="g")
+        rows = [i.nbytes // (cols * 2) for i in items if isinstance(i, CommStep)]
+        want = row_chunks(chip, m, n=cols, k=k, cube_dtype=D.float16, flops_per_row=2.0 * k * cols,
+                          comm_kind="all_reduce", comm_bytes_per_row=cols * 2, world=n_ranks, tasks_per_chunk=2)
+        assert rows == [r for _, r in want] and len(rows) == count, n_ranks
+        assert sum(rows) == m
+
+
+def test_int8_all_reduce_pads_and_slices_by_the_group_size():
+    """comm_quant: chunks of 32 and 10 rows; the all-to-all pads each to a multiple of N rows, the
+    all-gather returns N slices of ceil(rows / N) rows (n = 32 int8 columns)."""
+    args = dict(x1=((42, 64), "int8"), x2=((64, 32), "int8"), hcom="g", dequant_scale=((32,), "bfloat16"),
+                comm_quant_scale_1=((32,), "bfloat16"), comm_quant_scale_2=((32,), "bfloat16"))
+    for n_ranks in (2, 4, 8):
+        steps = [(i.kind, i.nbytes) for i in _items(AR, ranks=tuple(range(n_ranks)), **args) if isinstance(i, CommStep)]
+        padded = [-(-rows // n_ranks) * n_ranks * 32 for rows in (32, 10)]
+        assert steps == [("reduce_scatter", padded[0]), ("reduce_scatter", padded[1]),
+                         ("all_gather", padded[0]), ("all_gather", padded[1])], n_ranks
+
+
+def test_a_2_rank_group_runs_its_own_chunking():
+    def fn(r):
+        e = torch_npu.empty_with_format
+        torch_npu.npu_mm_all_reduce_base(e((2048, 4096), "float16"), e((4096, 4096), "float16"),
+                                         dist.get_hccl_comm_name())
+
+    _, rep = spmd(2, fn, mode="meta")
+    for dev in (0, 1):
+        comm = [o for o in on(rep, dev) if o.stream == "hccl"]
+        assert [o.name for o in comm] == [f"{AR}.all_reduce"] * 6       # 8 ranks would have given 4
 
 
 # ============================================================================ meta mode
