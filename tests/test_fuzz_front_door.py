@@ -525,6 +525,13 @@ def test_conversion_errors_name_the_op_and_the_argument():
         torch_npu.npu_grouped_matmul([np.zeros((2, 2), np.complex128)], [np.zeros((2, 2), np.float16)])
 
 
+def test_bad_permutation_names_the_op_and_the_argument():
+    x, w = np.ones((5, 3, 64), np.float16), np.ones((3, 64, 32), np.float16)
+    for bad in ({"a": 1}, [None, 0, 2], "abc", 3):
+        with pytest.raises((TypeError, ValueError), match="npu_transpose_batchmatmul: argument 'perm_y'"):
+            torch_npu.npu_transpose_batchmatmul(x, w, perm_x1=[1, 0, 2], perm_y=bad)
+
+
 def test_rank0_input_error_names_the_op():
     with pytest.raises((TypeError, ValueError), match="npu_rms_norm"):
         torch_npu.npu_rms_norm(np.array(1.0, np.float16), np.array(1.0, np.float16))

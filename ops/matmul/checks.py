@@ -161,7 +161,10 @@ TBMM_DIM_LIMIT = 65536
 
 def _perm(op, a: Args, arg: str, default, allowed) -> tuple:
     v = a.get(arg)
-    p = tuple(default) if v is None else tuple(int(x) for x in v)
+    try:
+        p = tuple(default) if v is None else tuple(int(x) for x in v)
+    except (TypeError, ValueError):
+        raise op.fail(arg, f"must be a list of ints, one of {[list(x) for x in allowed]}; got {v!r}") from None
     if p not in allowed:
         raise op.fail(arg, f"must be one of {[list(x) for x in allowed]}; got {list(p)}")
     return p
