@@ -307,7 +307,10 @@ class Engine:
                         yield from self._follow(dm, task, plan, running, st)
                         self.followed += 1
                         memo_key = None
-                    else:
+                    elif running is None:
+                        # the first device to run this kernel now leads it; another device that
+                        # cannot follow (it started later, or is disturbed) runs it on its own and
+                        # leaves the lead's entry alone
                         lead = self._inflight[memo_key] = {"start": env.now, "device": dm, "done": env.event()}
                 if memo_key is not None or not self.memoize:
                     blocks = [env.process(self._block(dm, task, i, st)) for i in range(plan.block_dim)]

@@ -64,3 +64,24 @@ def test_spmd_ranks_following_a_leader_stay_within_the_bound():
     full, fast = runs[False][0], runs[True][0]
     assert runs[True][1].followed > 0
     assert abs(fast.total_us - full.total_us) / full.total_us <= BOUND
+
+
+def test_one_kernel_on_two_devices_at_different_instants_runs_on_both():
+    """The same plan starts on device 1 while device 0 still runs it, at another instant (so device
+    1 cannot follow it): each runs it on its own, and the lead's bookkeeping stays its own (this
+    used to end in a KeyError when the first device finished)."""
+    from ascend_sim.hw import get_chip
+    chip = get_chip("Ascend910B2")
+    gemm = matmul_plan("gemm", chip, MatmulProblem(1, 2048, 2048, 2048, Operand("a", 2048, 2048, float16),
+                                                   Operand("b", 2048, 2048, float16), "c", float16))
+    short = elementwise_plan("copy", chip, 1 << 16, [EOp("x", 2)], [EOp("y", 2)], [])
+    sim = Simulator(chip, world_size=2, trace="ops")
+    addrs = {"a": 0, "b": 1 << 30, "c": 2 << 30, "x": 3 << 30, "y": 4 << 30}
+    d0, d1 = sim.devices
+    first = sim.submit(Task("gemm", "kernel", d0.default_stream, plan=gemm, addresses=addrs))
+    sim.submit(Task("copy", "kernel", d1.default_stream, plan=short, addresses=addrs))
+    later = sim.submit(Task("gemm", "kernel", d1.default_stream, plan=gemm, addresses=addrs))
+    sim.synchronize()
+    a, b = first.record, later.record
+    assert b.start_us > a.start_us and b.start_us < a.start_us + a.duration_us     # they overlap
+    assert b.duration_us == pytest.approx(a.duration_us, rel=0.02)
