@@ -162,6 +162,13 @@ class Op(abc.ABC):
             raise self.fail(arg, f"must be <= {hi}, got {v}")
         return v
 
+    def float_arg(self, a: Args, arg: str) -> float:
+        """A float argument (a Python or numpy int or float; not a bool, string or other object)."""
+        v = a[arg]
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{self.name}: argument '{arg}' must be a number, got {type(v).__name__}")
+        return float(v)
+
     def check_assumptions(self, values: Mapping[str, Any]) -> None:
         """A user's ``sim.assume`` for this op names only assumptions the op declares."""
         bad = sorted(set(values) - set(self.assumptions))

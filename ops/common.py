@@ -166,7 +166,7 @@ def broadcast_batch(op, a_batch, b_batch, a_arg: str, b_arg: str) -> tuple:
         if x != y and x != 1 and y != 1:
             raise op.fail(b_arg, f"batch dims {tuple(b_batch)} cannot be broadcast with {a_arg}'s {tuple(a_batch)} "
                                  f"(axis {i - n}: {x} vs {y})")
-        out.append(max(x, y))
+        out.append(y if x == 1 else x)          # 1 broadcasts to the other size, also to 0
     return tuple(out)
 
 

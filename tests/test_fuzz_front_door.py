@@ -406,8 +406,10 @@ def device_tensor(shape, dtype):
         return torch_npu.empty_with_format(list(shape), dtype=dtype)
     from ascend_sim import dtypes as D
     from ascend_sim.tensor import TensorMeta
+    # named as empty_with_format names it (a uint32 input has no Ascend dtype: the op's own error)
+    dt = D.get_dtype(np.dtype(dtype), what="empty_with_format: argument 'dtype'")
     try:
-        return sim.current_device.new_tensor(TensorMeta(tuple(shape), D.get_dtype(np.dtype(dtype))))
+        return sim.current_device.new_tensor(TensorMeta(tuple(shape), dt))
     except NPUOutOfMemoryError as e:
         raise NPUOutOfMemoryError(f"empty_with_format: {e}") from None
 

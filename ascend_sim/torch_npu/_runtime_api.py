@@ -27,6 +27,7 @@ from .. import dtypes as D
 from .. import formats as F
 from ..ops.templates.elementwise import Operand, VectorStep, elementwise_plan
 from ..runtime import Event, Stream, Task
+from ..runtime.memory import NPUOutOfMemoryError
 from ..tensor import NPUTensor, TensorMeta
 from . import _interop
 from ._dispatch import host_function
@@ -96,9 +97,20 @@ def empty_with_format(sim, dev, a, as_torch):
     if kb is not None:
         if isinstance(kb, bool) or not isinstance(kb, (int, np.integer)) or not 0 <= kb <= 16:
             raise ValueError(f"{name}: argument 'base_addr_aligned_kb' must be an int in [0, 16], got {kb!r}")
-    data = None if sim.is_meta else np.zeros(shape, dtype=dtype.np_dtype)
+    data = None if sim.is_meta else _host_zeros(shape, dtype)
     t = dev.new_tensor(meta, data, align_kb=int(kb) if kb else 0)
     return _interop.from_npu(t, as_torch)
+
+
+def _host_zeros(shape: tuple, dtype: D.DType) -> np.ndarray:
+    """A full-mode tensor's numbers; more than the host can hold is an out-of-memory error (the
+    front door names the op), not numpy's MemoryError -- host-swapped memory has no HBM bound."""
+    try:
+        return np.zeros(shape, dtype=dtype.np_dtype)
+    except MemoryError:
+        nbytes = TensorMeta(shape, dtype).nbytes
+        raise NPUOutOfMemoryError(f"the numbers of shape {shape} ({nbytes} bytes) do not fit the host's memory "
+                                  "(full mode keeps them on the host; meta mode has none)") from None
 
 
 @host_function("empty_with_swapped_memory")
@@ -108,7 +120,7 @@ def empty_with_swapped_memory(sim, dev, a, as_torch):
     dtype = D.float32 if a.dtype is None else D.get_dtype(a.dtype, what=f"{name}: argument 'dtype'")
     dev = _device(name, sim, a.device)
     fmt = {4: F.Format.NCHW, 5: F.Format.NCDHW}.get(len(shape), F.Format.ND)
-    data = None if sim.is_meta else np.zeros(shape, dtype=dtype.np_dtype)
+    data = None if sim.is_meta else _host_zeros(shape, dtype)
     t = dev.new_tensor(TensorMeta(shape, dtype, fmt), data, swapped=True)
     return _interop.from_npu(t, as_torch)
 

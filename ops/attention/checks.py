@@ -2,6 +2,8 @@
 modes' visible-key bands, mask shapes, and the granularity the pages' alignment rules use."""
 from __future__ import annotations
 
+import numpy as np
+
 from ascend_sim import dtypes as D
 
 from ..base import Args
@@ -17,18 +19,21 @@ MASK_DTYPES = (D.bool_, D.int8, D.uint8)
 
 
 def int_list(op, a: Args, arg: str) -> list[int] | None:
+    """An int-list argument (``int[]?``): None, or a list/tuple of Python or numpy ints. A tensor,
+    a string, a bare number or an element that is not an int (a bool, a float, a string) is a
+    TypeError naming the op and the argument. Every attention op's int lists go through here."""
     v = a.get(arg)
     if v is None:
         return None
     if hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, (list, tuple)):
         raise TypeError(f"{op.name}: argument '{arg}' must be a list of ints, got a tensor")
-    try:
-        out = [int(x) for x in v]
-    except TypeError:
-        raise TypeError(f"{op.name}: argument '{arg}' must be a list of ints, got {type(v).__name__}") from None
-    if any(isinstance(x, bool) for x in v):
-        raise TypeError(f"{op.name}: argument '{arg}' must be a list of ints")
-    return out
+    if not isinstance(v, (list, tuple)):
+        raise TypeError(f"{op.name}: argument '{arg}' must be a list of ints, got {type(v).__name__}")
+    bad = next((x for x in v if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer))), None)
+    if bad is not None:
+        raise TypeError(f"{op.name}: argument '{arg}' must be a list of ints, got an element of type "
+                        f"{type(bad).__name__}")
+    return [int(x) for x in v]
 
 
 def cumulative(op, arg: str, cum: list[int], total: int) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -128,8 +128,8 @@ class NpuFusionAttention(Op):
             raise self.fail("head_num", f"Nq must be at most {MAX_N}, got {g.N}")
         if not 1 <= g.D <= MAX_D:
             raise self.fail("query", f"head dim must be in [1, {MAX_D}], got {g.D}")
-        if g.Dv > g.D:
-            raise self.fail("value", f"head dim Dv ({g.Dv}) must not exceed Dk ({g.D})")
+        if not 1 <= g.Dv <= g.D:             # Dv = 0 would leave the softmax stats without their P V pass
+            raise self.fail("value", f"head dim Dv must be in [1, Dk = {g.D}], got {g.Dv}")
         if max(g.Sq, g.Skv) > MAX_S:
             raise self.fail("query", f"S must be at most {MAX_S}")
         return g
@@ -303,7 +303,7 @@ class NpuFusionAttention(Op):
         return True
 
     def _dropout(self, a: Args, g: FusionGeometry, chip) -> dict:
-        keep_prob = float(a.keep_prob)
+        keep_prob = self.float_arg(a, "keep_prob")
         if not 0 < keep_prob <= 1:
             raise self.fail("keep_prob", f"must be in (0, 1], got {keep_prob}")
         numels = g.N * (sum(x * y for x, y in zip(g.q_lens, g.kv_lens)) if g.tnd else g.B * g.Sq * g.Skv)
@@ -343,7 +343,7 @@ class NpuFusionAttention(Op):
         outputs = (TensorMeta(g.out_shape(), dt), TensorMeta(stat, D.float32), TensorMeta(stat, D.float32),
                    TensorMeta((0,), dt), scalar, scalar, scalar)
         return FusionSpec(
-            outputs=outputs, geom=g, dtype=dt, scale=float(a.scale), mode=mode, pre=pre, nxt=nxt,
+            outputs=outputs, geom=g, dtype=dt, scale=self.float_arg(a, "scale"), mode=mode, pre=pre, nxt=nxt,
             bands=self._bands(g, mask is not None, mode, pre, nxt, prefix),
             mask=None if mask is None else tuple(mask.shape), mask_bits=0 if mask is None else mask.dtype.bits,
             prefix=prefix, pse=pse, sink=sink, softmax_layout=softmax_layout, **drop,

@@ -110,7 +110,7 @@ class _InferAttention(Op):
             outputs += (TensorMeta(lse_shape, D.float32),)
         return InferAttentionSpec(
             outputs=outputs, geom=g, kv=kv, prefix=prefix, rope_d=dr, masking=m, quant=quant, antiquant=aq,
-            left_q=left_q, left_kv=left_kv, lse=lse, scale=float(self.arg(a, "scale")),
+            left_q=left_q, left_kv=left_kv, lse=lse, scale=self.float_arg(a, self.aname("scale")),
             bands=_bands(g, m, prefix, dr), attrs=(("input_layout", str(a.input_layout)), ("num_heads", a.num_heads)))
 
     # ----- the numbers -----

@@ -289,8 +289,9 @@ def limits(op, a: Args, g: Geometry, chip) -> None:
         raise op.fail("query", f"B must be at most {MAX_B}, got {g.B}")
     if g.Nq > MAX_N:
         raise op.fail("num_heads", f"must be at most {MAX_N}, got {g.Nq}")
-    if g.Dq > MAX_D or g.Dv > MAX_D:
-        raise op.fail("query", f"D must be at most {MAX_D}, got {max(g.Dq, g.Dv)}")
+    for arg, d in (("query", g.Dq), ("value", g.Dv)):     # the pages' D ranges start at 1
+        if not 1 <= d <= MAX_D:
+            raise op.fail(arg, f"head dim must be in [1, {MAX_D}], got {d}")
     if g.decode and g.Skv > MAX_DECODE_S:
         raise op.fail("key", f"S must be at most {MAX_DECODE_S} in decoding, got {g.Skv}")
     if is_310p(chip):

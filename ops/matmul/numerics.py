@@ -139,15 +139,20 @@ def _group_result(spec: GmmSpec, a: Args, g: Group, xg: np.ndarray, wg: np.ndarr
     return D.cast(v, spec.out_dt)
 
 
+def _rows(v: np.ndarray) -> np.ndarray:
+    """``v`` as a matrix of its last axis (also when that axis is 0: reshape(-1, 0) cannot infer)."""
+    return v.reshape(math.prod(v.shape[:-1]), v.shape[-1])
+
+
 def grouped(spec: GmmSpec, a: Args, op=None):
     sizes, slots = group_sizes(op, spec, None if a.get("group_list") is None or spec.gl_kind != "tensor"
                                else a.group_list.data)
     results = [np.zeros(o.shape, dtype=o.dtype.np_dtype) for o in spec.outputs]
-    flat = [r.reshape(-1, r.shape[-1]) if spec.scenario != "KSPLIT" else r for r in results]
+    flat = [_rows(r) if spec.scenario != "KSPLIT" else r for r in results]
     xs = []
     for t in a.x:
         v = int4_values(t.data) if spec.x_dt is I4 else t.data
-        xs.append(v.reshape(-1, v.shape[-1]))
+        xs.append(_rows(v))
     pts = a.get("per_token_scale")
     for g in groups_of(spec, sizes, slots):
         if g.m == 0:

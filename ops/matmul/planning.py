@@ -12,7 +12,7 @@ import math
 
 from ..templates.cube import Layout, Operand
 from ..templates.gemm import (GemmSide, antiquant_prepass, dequant_epilogue, gemm_plans, gemm_tiling,
-                              grouped_cube_plan, matrix_bytes)
+                              grouped_cube_plan, matrix_bytes, zero_k_fill)
 from ..templates.rows import RowOperand
 from ..templates.vector import grouped_vector_kernel
 from ..templates.matmul import MatmulProblem, default_tiling
@@ -95,6 +95,12 @@ def _planned_groups(spec: GmmSpec) -> list[Group]:
     return [g for g in groups_of(spec, list(spec.sizes), list(spec.slots)) if g.m > 0 and g.k > 0]
 
 
+def _empty_k_groups(spec: GmmSpec) -> list[Group]:
+    """Groups with rows and columns but K = 0 (an empty x, an expert with no tokens along K):
+    their output is 0 (+ bias), written by a vector fill -- there is no cube work."""
+    return [g for g in groups_of(spec, list(spec.sizes), list(spec.slots)) if g.m > 0 and g.k == 0 and g.n > 0]
+
+
 def grouped_tiling(spec: GmmSpec, chip):
     """One tiling for every group: the tiler's choice for the average group."""
     groups = _planned_groups(spec)
@@ -108,14 +114,14 @@ def grouped_tiling(spec: GmmSpec, chip):
 
 
 def grouped_plans(name: str, spec: GmmSpec, chip, tiling):
-    groups = _planned_groups(spec)
-    if not groups:
+    groups, empty_k = _planned_groups(spec), _empty_k_groups(spec)
+    if not groups and not empty_k:
         return None
     kg = spec.kgroups if spec.mode == "int4" else 1
     ws_bytes = 0
     pre, post = [], []
     w_region = {}
-    if spec.mode == "antiquant":      # dequantise every weight matrix into the workspace first (NZ fp16/bf16)
+    if spec.mode == "antiquant" and groups:    # dequantise every weight matrix into the workspace first (NZ fp16/bf16)
         parts = []
         mats = [(0, e) for e in range(spec.n_experts)] if spec.stacked else [(i, 0) for i in range(len(spec.w_shapes))]
         for wi, e in mats:
@@ -130,17 +136,32 @@ def grouped_plans(name: str, spec: GmmSpec, chip, tiling):
         for o, shape in enumerate(spec.out_shapes):
             out_region[o] = ws_bytes
             ws_bytes += math.prod(shape) * 4 * kg
+    if empty_k:                       # zeros (+ bias) where the cube writes: the output or its partials
+        pre.append(grouped_vector_kernel(name + ".fill", chip, [_fill_part(name, spec, chip, g, to_ws, out_region, kg)
+                                                                for g in empty_k]))
     problems = [_group_problem(spec, chip, g, to_ws, w_region, out_region, kg) for g in groups]
-    cube = grouped_cube_plan(name, chip, problems, tiling)
+    cube = [grouped_cube_plan(name, chip, problems, tiling)] if groups else []
     if to_ws:
         post = [grouped_vector_kernel(name + ".dequant", chip,          # one epilogue kernel for all outputs
                                      [_dequant_part(name, spec, chip, o, shape, out_region[o], kg)
                                       for o, shape in enumerate(spec.out_shapes)])]
-    plans = pre + [cube] + post
+    plans = pre + cube + post
     for p in plans:
         if "workspace" in p.tensors:
             p.workspace_bytes = ws_bytes
     return plans
+
+
+def _fill_part(name: str, spec: GmmSpec, chip, g: Group, to_ws: bool, out_region: dict, kg: int):
+    """The K = 0 group ``g``'s rows, filled where :func:`_group_problem` would place its product."""
+    if to_ws:
+        out_name, out_dt, at = "workspace", I32, out_region[g.out] + g.orow0 * g.n * 4 * kg
+    else:
+        out_name, out_dt, at = f"out{g.out}", spec.out_dt, (g.orow0 * g.n + g.oslot * g.m * g.n) * spec.out_dt.itemsize
+    bias = None if not spec.bias_item else ("bias[0]" if spec.stacked else f"bias[{g.param}]")
+    bias_at = int((g.param if spec.stacked else 0) * g.n * (spec.bias_item or 4.0))
+    return zero_k_fill(g.m * (kg if to_ws else 1), g.n, out_name, out_dt, bias=bias, bias_itemsize=spec.bias_item or 4.0,
+                       bias_offset=bias_at, out_layout=Layout(offset=int(at))).part(name + ".fill", chip)
 
 
 def _antiquant_part(name: str, spec: GmmSpec, chip, wi: int, e: int, at: int):

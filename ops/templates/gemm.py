@@ -87,7 +87,7 @@ def gemm_problem(chip, out_batch: tuple, a: GemmSide, b: GemmSide, out: str, out
 
 def gemm_tiling(chip, out_batch: tuple, a: GemmSide, b: GemmSide) -> MatmulTiling | None:
     """The tiling gemm_plans picks by itself (None: the GEMM runs on the vector units)."""
-    if not has_cube_mode(chip, a.dtype):
+    if not has_cube_mode(chip, a.dtype) or a.cols == 0:
         return None
     return default_tiling(chip, gemm_problem(chip, out_batch, a, b, "out", F16))
 
@@ -98,7 +98,14 @@ def gemm_plans(name: str, chip, out_batch: tuple, a: GemmSide, b: GemmSide, out:
                single: str | None = None, tile: TileCopy | None = None) -> list[KernelPlan]:
     """The kernel(s) of ``out[batch] = a[batch] @ b[batch]`` (+bias, dequant scale), operands
     broadcast over ``out_batch``: one cube kernel (two with split_k), or the vector fallback.
-    ``single``: the GEMM must be one cube kernel (split_k raises ISAError, the reason given)."""
+    ``single``: the GEMM must be one cube kernel (split_k raises ISAError, the reason given).
+    K = 0: the product is zeros, so the kernel is :func:`zero_k_fill` (no cube, no MatmulTiling)."""
+    if a.cols == 0:
+        if tiling is not None:
+            raise ISAError(f"{name}: K is 0: the output is filled by a vector kernel, which takes no MatmulTiling")
+        return [zero_k_fill(math.prod(out_batch) * a.rows, b.cols, out, out_dtype, bias=bias,
+                            bias_itemsize=bias_itemsize, scale=scale, scale_per_tensor=scale_per_tensor,
+                            out_layout=out_layout, batch_rows=a.rows).plan(name, chip)]
     if not has_cube_mode(chip, a.dtype):
         if tiling is not None:
             raise ISAError(f"{name}: the cube of {chip.name} has no {a.dtype.name} mode; this GEMM runs on the vector "
@@ -110,6 +117,28 @@ def gemm_plans(name: str, chip, out_batch: tuple, a: GemmSide, b: GemmSide, out:
         raise ISAError(f"{name}: split_k is not supported: {single}")
     plans = matmul_plan(name, chip, p, tiling, tile=tile)
     return share_workspace(list(plans) if isinstance(plans, (list, tuple)) else [plans])
+
+
+def zero_k_fill(rows: int, n: int, out: str, out_dtype: D.DType, *, bias: str | None = None,
+                bias_itemsize: float = 4.0, bias_offset: int = 0, scale: str | None = None,
+                scale_per_tensor: bool = False, out_layout: Layout | None = None, batch_rows: int = 0) -> RowKernel:
+    """The kernel of a K = 0 GEMM: the sum over K is empty, so every output row is 0 (+ bias, x
+    scale), written by the vector cores as torch_npu's kernels zero-fill the output -- a row
+    kernel over ``rows`` rows of ``n``, reading only the bias / scale row (once per block).
+    ``out_layout``: rows ``ld`` apart, batches of ``batch_rows`` rows ``batch_stride`` apart; a
+    batch map (batches dealt into slabs, which tile the output) is written as one dense run."""
+    L = out_layout or Layout()
+    mapped = bool(L.batch_offsets)
+    o = RowOperand(out, out_dtype.itemsize, offset=int(L.offset), ld_bytes=int(L.ld) if L.ld and not mapped else None,
+                   batch_rows=batch_rows if L.batch_stride and not mapped else 0,
+                   batch_stride=int(L.batch_stride) if not mapped else 0)
+    inputs, steps = [], [RowStep("unary", out_dtype.name)]          # Duplicate 0 (or copy the bias row)
+    if bias:
+        inputs.append(RowOperand(bias, bias_itemsize, "shared", n, offset=bias_offset))
+    if scale:
+        inputs.append(RowOperand(scale, 8.0, "shared", 1 if scale_per_tensor else n))
+        steps.append(RowStep("binary", "float32"))
+    return RowKernel(rows, n, tuple(inputs), (o,), tuple(steps))
 
 
 def grouped_cube_plan(name: str, chip, problems: list[MatmulProblem], tiling: MatmulTiling) -> KernelPlan:

@@ -461,3 +461,33 @@ def test_the_tiling_is_a_parameter_set_a_study_can_change():
     assert not hasattr(get_op(FA), "tiling")          # nothing on the shared op object
     with pytest.raises(ISAError, match="L0C"):
         run(FlashAttentionTiling(q_tile=256, kv_tile=512))
+
+
+@pytest.mark.parametrize("arg, value, got", [("scale", "x", "str"), ("scale", object(), "object"),
+                                             ("keep_prob", "0.9", "str"), ("keep_prob", None, "NoneType"),
+                                             ("scale", True, "bool")])
+def test_float_options_that_are_not_numbers_name_the_argument(sim, arg, value, got):
+    """Found by the fuzz test: a Python object in scale / keep_prob raised float()'s unnamed error."""
+    q, k, v = _small(np.random.default_rng(0))
+    with pytest.raises(TypeError, match=f"^{FA}: argument '{arg}' must be a number, got {got}$"):
+        torch_npu.npu_fusion_attention(q, k, v, 2, "BNSD", **{arg: value})
+    assert torch_npu.npu_fusion_attention(q, k, v, 2, "BNSD", scale=np.float32(0.5), keep_prob=1)[0].shape == q.shape
+
+
+@pytest.mark.parametrize("value", ["4,8", 8, [4.0, 8], [4, "8"], [True, 8]])
+def test_int_list_options_that_are_not_lists_of_ints_name_the_argument(sim, value):
+    x = rand(np.random.default_rng(0), (12, 2, 16))
+    with pytest.raises(TypeError, match=f"^{FA}: argument 'actual_seq_kvlen' must be a list of ints"):
+        torch_npu.npu_fusion_attention(x, x, x, 2, "TND", actual_seq_qlen=[4, 12], actual_seq_kvlen=value)
+
+
+def test_zero_head_dims_are_rejected_naming_the_tensor(sim):
+    """Found by the fuzz test: value with D = 0 reached planning (an ISAError from a 0-byte GM
+    access). The page's D range starts at 1, and softmax_max/sum are not empty, so it is no
+    all-empty call: an OpError naming the tensor."""
+    q = rand(np.random.default_rng(0), (1, 2, 8, 16))
+    with pytest.raises(OpError, match=f"^{FA}: argument 'value': head dim Dv must be in \\[1, Dk = 16\\], got 0"):
+        torch_npu.npu_fusion_attention(q, q, np.zeros((1, 2, 8, 0), np.float16), 2, "BNSD")
+    z = np.zeros((1, 2, 8, 0), np.float16)
+    with pytest.raises(OpError, match=f"^{FA}: argument 'query': head dim must be in \\[1, 768\\], got 0"):
+        torch_npu.npu_fusion_attention(z, z, z, 2, "BNSD")

@@ -577,3 +577,44 @@ def test_the_call_is_resolved_once_into_a_frozen_hashable_spec():
     assert [m.shape for m in spec.outputs] == [(2, 4, 1, 64), (2, 4, 1, 1)]
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.scale = 1.0
+
+
+@pytest.mark.parametrize("op, kwargs, arg", [
+    ("npu_fused_infer_attention_score", dict(actual_seq_lengths_kv="none"), "actual_seq_lengths_kv"),
+    ("npu_fused_infer_attention_score", dict(actual_seq_lengths=[8.0]), "actual_seq_lengths"),
+    ("npu_prompt_flash_attention", dict(actual_seq_lengths=["8"]), "actual_seq_lengths"),
+    ("npu_incre_flash_attention", dict(actual_seq_lengths="8"), "actual_seq_lengths"),
+])
+def test_int_lists_that_are_not_lists_of_ints_name_the_op_and_argument(sim, op, kwargs, arg):
+    """Found by the fuzz test: a string in an int list raised int()'s unnamed ValueError. Every
+    int-list argument of the attention ops goes through one checked parser."""
+    sq = 1 if op == "npu_incre_flash_attention" else 8
+    q, kv = np.zeros((1, sq, 128), np.float16), np.zeros((1, 8, 128), np.float16)
+    with pytest.raises(TypeError, match=f"^{op}: argument '{arg}' must be a list of ints"):
+        getattr(torch_npu, op)(q, kv, kv, num_heads=2, input_layout="BSH", **kwargs)
+
+
+@pytest.mark.parametrize("op, scale_arg", [("npu_fused_infer_attention_score", "scale"),
+                                           ("npu_prompt_flash_attention", "scale_value"),
+                                           ("npu_incre_flash_attention", "scale_value")])
+def test_scale_that_is_not_a_number_names_the_argument(sim, op, scale_arg):
+    sq = 1 if op == "npu_incre_flash_attention" else 8
+    q, kv = np.zeros((1, sq, 128), np.float16), np.zeros((1, 8, 128), np.float16)
+    with pytest.raises(TypeError, match=f"^{op}: argument '{scale_arg}' must be a number, got str$"):
+        getattr(torch_npu, op)(q, kv, kv, num_heads=2, input_layout="BSH", **{scale_arg: "none"})
+
+
+@pytest.mark.parametrize("op", ["npu_fused_infer_attention_score", "npu_prompt_flash_attention",
+                                "npu_incre_flash_attention"])
+def test_zero_head_dims_are_rejected_naming_the_tensor(sim, op):
+    """Found by the fuzz test: FIA with value D = 0 reached planning (an ISAError from a 0-byte GM
+    access; its lse output is not empty, so the call is no all-empty one). The pages' D ranges
+    start at 1: an OpError naming the tensor, for every inference op alike."""
+    sq = 1 if op == "npu_incre_flash_attention" else 8
+    q, kv = np.zeros((1, sq, 128), np.float16), np.zeros((1, 8, 128), np.float16)
+    with pytest.raises(OpError, match=f"^{op}: argument 'value': head dim must be in \\[1, 512\\], got 0$"):
+        getattr(torch_npu, op)(q, kv, np.zeros((1, 8, 0), np.float16), num_heads=2, input_layout="BSH")
+    z = np.zeros((1, sq, 0), np.float16)
+    with pytest.raises(OpError, match=f"^{op}: argument 'query': head dim must be in \\[1, 512\\], got 0$"):
+        getattr(torch_npu, op)(z, np.zeros((1, 8, 0), np.float16), np.zeros((1, 8, 0), np.float16), num_heads=2,
+                               input_layout="BSH")

@@ -482,3 +482,65 @@ def test_nz_weight_beats_nd_when_rows_are_not_512_byte_aligned():
             times[nz] = [r.duration_us for r in rows(sim, "npu_linear")]
     assert times[True][1] < times[False][1]
     assert times[True][0] < times[False][0]
+
+
+# ============================================================================ K = 0
+def test_k0_products_are_zeros_plus_bias_written_by_a_fill_kernel(sim):
+    """Found by the fuzz test: a K = 0 matmul failed to plan ("no blocks"). The sum over K is
+    empty, so the result is zeros of (M, N) (+ bias), and the call is a normal one (its output
+    is not empty): one vector kernel writes the output (no cube work, no MatmulTiling)."""
+    y = torch_npu.npu_linear(np.zeros((4, 0), np.float16), np.zeros((8, 0), np.float16))
+    assert y.shape == (4, 8) and not y.numpy().any()
+    bias = randn(8)
+    y = torch_npu.npu_linear(np.zeros((4, 0), np.float16), np.zeros((8, 0), np.float16), bias)
+    np.testing.assert_array_equal(y.numpy(), np.broadcast_to(bias, (4, 8)))
+    z = torch_npu.npu_bmmV2(np.zeros((3, 4, 0), np.float16), np.zeros((1, 0, 8), np.float16), [])
+    assert z.shape == (3, 4, 8) and not z.numpy().any()
+    i = torch_npu.npu_bmmV2(np.zeros((2, 4, 0), np.int32), np.zeros((2, 0, 8), np.int32), [])   # no cube mode
+    assert i.shape == (2, 4, 8) and not i.numpy().any()
+    t = torch_npu.npu_transpose_batchmatmul(np.zeros((2, 4, 0), np.float16), np.zeros((2, 0, 16), np.float16),
+                                            perm_x1=[0, 1, 2], perm_x2=[0, 1, 2], perm_y=[1, 0, 2])
+    assert t.shape == (4, 2, 16) and not t.numpy().any()
+    sim.synchronize()
+    recs = rows(sim)
+    assert [r.name for r in recs] == ["npu_linear"] * 2 + ["npu_bmmV2"] * 2 + ["npu_transpose_batchmatmul"]
+    assert all(r.core_type == "AIV" and r.duration_us > 0 and r.flops == 0 for r in recs)
+    out_bytes = [4 * 8 * 2, 4 * 8 * 2, 3 * 4 * 8 * 2, 2 * 4 * 8 * 4, 4 * 2 * 16 * 2]
+    assert [r.bytes_written for r in recs] == out_bytes             # every output byte, once
+    assert recs[1].bytes_read == recs[1].block_dim * 8 * 2 and recs[0].bytes_read == 0   # the bias row, per block
+
+
+def test_k0_plan_takes_no_matmul_tiling():
+    spec_args = dict(input=np.zeros((4, 0), np.float16), weight=np.zeros((8, 0), np.float16))
+    assert tiling_for("npu_linear", "Ascend910B2", **spec_args) is None
+    (plan,) = plan_for("npu_linear", "Ascend910B2", **spec_args)
+    assert plan.core_type == "AIV"
+    with pytest.raises(TypeError, match="npu_linear: this op has no tiling to override"):
+        plan_for("npu_linear", "Ascend910B2", tiling=MatmulTiling(), **spec_args)
+
+
+def test_gmm_k0_groups_are_zeros_plus_bias_written_by_a_fill(sim):
+    """A grouped matmul whose group has K = 0 (an empty x; along K, an expert with no tokens)
+    writes that group's zeros (+ bias) with a vector fill; the other groups run on the cube."""
+    bias = randn(16)
+    (y,) = torch_npu.npu_grouped_matmul([np.zeros((4, 0), np.float16)], [np.zeros((0, 16), np.float16)],
+                                        bias=[bias], split_item=0, group_type=-1)
+    np.testing.assert_array_equal(y.numpy(), np.broadcast_to(bias, (4, 16)))
+    x, w = randn(4, 32), randn(32, 16)
+    (y,) = torch_npu.npu_grouped_matmul([x], [w], group_list=np.array([0, 32], np.int64), split_item=3,
+                                        group_type=2, group_list_type=0)
+    assert not y.numpy()[0].any()
+    close(y.numpy()[1], f64(x) @ f64(w))
+    sim.synchronize()
+    assert [r.core_type for r in rows(sim, "npu_grouped_matmul")] == ["AIV", "AIV", "AIC"]
+
+
+def test_bmm_batch_of_1_broadcasts_to_0(sim):
+    """Fuzz finding: a batch dim of 1 against 0 broadcast to 1 (max), so the output had the wrong
+    shape and the numbers failed to reshape. torch broadcasts 1 to 0: an empty result."""
+    y = torch_npu.npu_bmmV2(np.zeros((1, 17, 10), np.float16), np.zeros((0, 10, 1), np.float16), [])
+    assert y.shape == (0, 17, 1)
+    y = torch_npu.npu_bmmV2(np.zeros((0, 3, 1, 1, 0), np.float16), np.zeros((3, 0, 12), np.float16), [])
+    assert y.shape == (0, 3, 3, 1, 12)
+    sim.synchronize()
+    assert rows(sim) == []                        # all-empty outputs: no task

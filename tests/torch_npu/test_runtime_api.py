@@ -80,3 +80,31 @@ def test_float_status_mode_rule():
         buf = torch_npu.npu_alloc_float_status(np.zeros(1, np.float32))
         with pytest.raises(ValueError, match="mode' must be 0"):
             torch_npu.npu_get_float_status(buf, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, "uint32", np.dtype("uint16"), np.complex64])
+@pytest.mark.parametrize("mode", ["full", "meta"])
+def test_empty_with_format_non_ascend_dtype_names_the_op(dtype, mode):
+    """Issue 11 fuzz finding: a uint32 dtype (no Ascend dtype) must name the op and the argument.
+    The host function does; the fuzz test's Ascend 950 stand-in for it now names it the same."""
+    with Simulator(mode=mode):
+        with pytest.raises(TypeError, match=r"^empty_with_format: argument 'dtype': .*(not an Ascend dtype|unknown dtype name)"):
+            torch_npu.empty_with_format([2, 3], dtype=dtype)
+
+
+def test_numbers_beyond_host_memory_are_an_out_of_memory_error_naming_the_op(monkeypatch):
+    """Fuzz finding: empty_with_swapped_memory(2**40) in full mode (host-swapped memory has no HBM
+    bound) raised numpy's MemoryError from the host copy of its numbers."""
+    from ascend_sim.runtime.memory import NPUOutOfMemoryError
+    zeros = np.zeros
+
+    def small_host(shape, dtype=float):           # this host holds at most 1 GiB, whatever machine runs it
+        if np.prod(shape, dtype=np.float64) * np.dtype(dtype).itemsize > 2 ** 30:
+            raise MemoryError("Unable to allocate")
+        return zeros(shape, dtype=dtype)
+    monkeypatch.setattr(np, "zeros", small_host)
+    with Simulator():
+        with pytest.raises(NPUOutOfMemoryError, match=r"^empty_with_swapped_memory: the numbers of shape "
+                                                      r"\(1099511627776,\)"):
+            torch_npu.empty_with_swapped_memory(2 ** 40)
+        assert torch_npu.empty_with_swapped_memory([4]).shape == (4,)
