@@ -183,12 +183,12 @@ def resolve_tiling(op, spec, chip, override):
     default = op.default_tiling(spec, chip)
     if override is None:
         return default
-    t = override(default) if callable(override) and not hasattr(override, "__dataclass_fields__") else override
-    if default is not None and type(t) is not type(default):
-        raise TypeError(f"{op.name}: tiling must be a {type(default).__name__} (the op's tiling type), "
-                        f"got {type(t).__name__}")
     if default is None:
         raise TypeError(f"{op.name}: this op has no tiling to override")
+    t = override if dataclasses.is_dataclass(override) or not callable(override) else override(default)
+    if type(t) is not type(default):
+        raise TypeError(f"{op.name}: tiling must be a {type(default).__name__} (the op's tiling type), "
+                        f"got {type(t).__name__}")
     return t
 
 

@@ -36,10 +36,7 @@ from ascend_sim.isa import Buf, KernelPlan, Pipe, ProgramBuilder
 from ascend_sim.tensor import TensorMeta
 
 from .base import Args, Op, OpSpec
-from .common import (  # noqa: F401  (re-exported for the quantised matmuls until they import .common)
-    FP19_KEEP_MASK, FP19_DROPPED_BITS, QUANT_PARAM_FLAG_BIT, OFFSET_SHIFT, OFFSET_FIELD_BITS, OFFSET_MIN, OFFSET_MAX,
-    INT8_MIN, INT8_MAX, QUINT4X2_SCALAR_TYPE, INT4_PER_INT32, fp19_bits, pack_quant_param, quant_param_scale,
-    quant_param_offset, to_int8_saturated, int4_values, as_float32, is_310p)
+from .common import INT4_PER_INT32, QUINT4X2_SCALAR_TYPE, as_float32, int4_values, is_310p, pack_quant_param
 from .templates.elementwise import ElementwiseKernel, ElementwiseKernelOp, Operand, VectorStep
 from .templates.rows import RowKernel, RowKernelOp, RowOperand, RowStep
 

@@ -163,7 +163,7 @@ def fuller_tiling(chip, kernel: RowKernel) -> RowTiling:
         return t
     per_core = -(-kernel.rows // chip.vector_cores)
     r = t.rows_per_tile
-    while r < per_core and kernel.ub_need(replace(t, rows_per_tile=r + 1)) <= chip.buffers.ub:
+    while r < per_core and kernel.ub_need(replace(t, rows_per_tile=r + 1), chip) <= chip.buffers.ub:
         r += 1
     return replace(t, rows_per_tile=r, block_dim=max(1, min(chip.vector_cores, -(-kernel.rows // r))))
 

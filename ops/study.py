@@ -61,24 +61,9 @@ def _bind(op_name: str, args: dict) -> dict:
     """The arguments as the front door binds them: the documented signature's defaults filled in
     and alias keywords mapped (ops of ops/ that are not torch_npu APIs take ``args`` as they are).
     The API table is plain data; it is read here, at call time, only for the signature."""
-    import inspect
-
     from ascend_sim.torch_npu._api_table import API_TABLE
     entry = next((e for e in API_TABLE if e.name == op_name), None)
-    if entry is None:
-        return dict(args)
-    ns: dict = {}
-    exec(f"def _sig({entry.params}): pass", ns)
-    args = dict(args)
-    for alt, canon in entry.aliases:
-        if alt in args and canon not in args:
-            args[canon] = args.pop(alt)
-    try:
-        bound = inspect.signature(ns["_sig"]).bind(**args)
-    except TypeError as e:
-        raise TypeError(f"{op_name}: {e}") from None
-    bound.apply_defaults()
-    return dict(bound.arguments)
+    return dict(args) if entry is None else entry.bind(**args)
 
 
 def tiling_for(op_name: str, chip, **args) -> Any:

@@ -7,6 +7,8 @@ schema's keyword names are accepted (the non-canonical spelling is listed in ``a
 
 Pure data: nothing here imports numpy, torch or the rest of the simulator.
 """
+import functools
+import inspect
 from dataclasses import dataclass
 
 PRODUCTS: tuple[str, ...] = ("950", "A3", "A2", "910", "310P")
@@ -61,6 +63,28 @@ class ApiEntry:
     def qualname(self) -> str:
         """Dotted path under torch_npu, e.g. ``npu.enable_deterministic_with_backward``."""
         return f"{self.namespace}.{self.name}" if self.namespace else self.name
+
+    @functools.cached_property
+    def signature(self) -> inspect.Signature:
+        """The documented signature (``params`` as a Python parameter list)."""
+        ns: dict = {}
+        exec(f"def _sig({self.params}): pass", ns)
+        return inspect.signature(ns["_sig"])
+
+    def bind(self, /, *args, **kwargs) -> dict:
+        """The call's arguments by canonical name, defaults filled in, alias keywords mapped; a
+        TypeError naming the function when they do not fit its signature."""
+        for alt, canon in self.aliases:
+            if alt in kwargs:
+                if canon in kwargs:
+                    raise TypeError(f"{self.name}: got both '{alt}' and '{canon}' (the same argument)")
+                kwargs[canon] = kwargs.pop(alt)
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{self.name}{self.signature}: {e}") from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
 
 
 E = ApiEntry

@@ -28,7 +28,6 @@ host time than a small one.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import numpy as np
@@ -61,23 +60,10 @@ def not_implemented() -> list[str]:
 
 
 def make_api_function(entry: ApiEntry) -> Callable:
-    ns: dict[str, Any] = {}
-    exec(f"def _sig({entry.params}): pass", ns)
-    sig = inspect.signature(ns["_sig"])
-    aliases = dict(entry.aliases)
+    sig = entry.signature
 
     def api(*args, **kwargs):
-        for alt, canon in aliases.items():
-            if alt in kwargs:
-                if canon in kwargs:
-                    raise TypeError(f"{entry.name}: got both '{alt}' and '{canon}' (the same argument)")
-                kwargs[canon] = kwargs.pop(alt)
-        try:
-            bound = sig.bind(*args, **kwargs)
-        except TypeError as e:
-            raise TypeError(f"{entry.name}{sig}: {e}") from None
-        bound.apply_defaults()
-        return call(entry, dict(bound.arguments))
+        return call(entry, entry.bind(*args, **kwargs))
 
     api.__name__ = entry.name
     api.__qualname__ = entry.name

@@ -34,10 +34,6 @@ from ascend_sim.isa import Buf, ISAError, KernelPlan
 
 from .vector import KernelOp, VectorPart, VectorPipeline, check_buffers, split_range
 
-# UB addresses and buffer sizes are whole 32-byte blocks (chip.memory.block_bytes on every preset;
-# the sizing functions below are chip-free, so they take it as this default)
-UB_BLOCK = 32
-
 
 @dataclass(frozen=True)
 class RowMap:
@@ -133,8 +129,9 @@ class RowKernel:
         return default_tiling(chip, max(self.rows, 1), max(self.cols, 1), self.inputs, self.outputs,
                               work_temps_bytes(self.steps, self.temps_bytes))
 
-    def ub_need(self, t: RowTiling) -> int:
-        return ub_need(t, max(self.cols, 1), self.inputs, self.outputs, work_temps_bytes(self.steps, self.temps_bytes))
+    def ub_need(self, t: RowTiling, chip: ChipSpec) -> int:
+        return ub_need(t, max(self.cols, 1), self.inputs, self.outputs, work_temps_bytes(self.steps, self.temps_bytes),
+                       chip.memory.block_bytes)
 
     def part(self, name: str, chip: ChipSpec, tiling: RowTiling | None = None) -> VectorPart:
         return row_part(name, chip, self.rows, self.cols, list(self.inputs), list(self.outputs), list(self.steps),
@@ -152,7 +149,8 @@ def _cols(op: RowOperand, cols: int) -> int:
     return 1 if op.kind == "per_row" else (op.cols if op.cols is not None else cols)
 
 
-def _round32(n: float, block: int = UB_BLOCK) -> int:
+def _whole_blocks(n: float, block: int) -> int:
+    """UB addresses and buffer sizes are whole blocks (chip.memory.block_bytes)."""
     return int(math.ceil(n / block) * block)
 
 
@@ -162,9 +160,10 @@ def work_temps_bytes(steps, temps_bytes: float = 0.0) -> float:
     return max(temps_bytes, max([get_dtype(s.dtype).itemsize for s in steps if s.per == "elem"] or [0.0]))
 
 
-def ub_need(t: RowTiling, cols: int, inputs, outputs, temps_bytes: float) -> int:
+def ub_need(t: RowTiling, cols: int, inputs, outputs, temps_bytes: float, block: int) -> int:
     """UB bytes of a tiling. Shared operands stay resident when rows are whole; when rows are cut
-    into chunks, each chunk brings its piece of them along."""
+    into chunks, each chunk brings its piece of them along (sizes in whole ``block``s)."""
+    blk = block
     chunk_frac = t.col_chunk / cols
     resident = t.col_chunk >= cols
     per_tile = 0
@@ -172,12 +171,12 @@ def ub_need(t: RowTiling, cols: int, inputs, outputs, temps_bytes: float) -> int
         c = _cols(o, cols)
         if o.kind == "shared":
             if not resident:
-                per_tile += _round32(max(1, math.ceil(c * chunk_frac)) * o.itemsize)
+                per_tile += _whole_blocks(max(1, math.ceil(c * chunk_frac)) * o.itemsize, blk)
             continue
         c = c if o.kind == "per_row" else max(1, math.ceil(c * chunk_frac))
-        per_tile += _round32(t.rows_per_tile * c * o.itemsize)
-    per_tile += _round32(t.rows_per_tile * t.col_chunk * temps_bytes)
-    shared = sum(_round32(_cols(o, cols) * o.itemsize) for o in inputs if o.kind == "shared") if resident else 0
+        per_tile += _whole_blocks(t.rows_per_tile * c * o.itemsize, blk)
+    per_tile += _whole_blocks(t.rows_per_tile * t.col_chunk * temps_bytes, blk)
+    shared = sum(_whole_blocks(_cols(o, cols) * o.itemsize, blk) for o in inputs if o.kind == "shared") if resident else 0
     return t.buffer_num * per_tile + shared
 
 
@@ -186,18 +185,20 @@ def default_tiling(chip: ChipSpec, rows: int, cols: int, inputs, outputs, temps_
     cores = chip.vector_cores
     per_core = max(1, -(-rows // cores))
     t = RowTiling(1, min(cores, rows), cols, buffer_num)
-    if ub_need(t, cols, inputs, outputs, temps_bytes) > chip.buffers.ub:
+    block = chip.memory.block_bytes
+    if ub_need(t, cols, inputs, outputs, temps_bytes, block) > chip.buffers.ub:
         # a row does not fit: cut it into chunks of whole 256-byte repeats (of fp32 work)
         rep = chip.vector.repeat_bytes // 4
         chunk = cols
         while chunk > rep and ub_need(RowTiling(1, t.block_dim, chunk, buffer_num), cols, inputs, outputs,
-                                      temps_bytes) > chip.buffers.ub:
+                                      temps_bytes, block) > chip.buffers.ub:
             chunk = max(rep, chunk // 2 // rep * rep)
         return RowTiling(1, t.block_dim, chunk, buffer_num)
     r = 1
     while r < per_core:   # grow the tile while it fits: doubling, then by quarters
         nxt = min(per_core, r * 2 if r < 64 else r + r // 4)
-        if ub_need(RowTiling(nxt, t.block_dim, cols, buffer_num), cols, inputs, outputs, temps_bytes) > chip.buffers.ub:
+        if ub_need(RowTiling(nxt, t.block_dim, cols, buffer_num), cols, inputs, outputs, temps_bytes,
+                   block) > chip.buffers.ub:
             break
         r = nxt
     blocks = max(1, min(cores, -(-rows // r)))
@@ -223,8 +224,8 @@ def row_part(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOp
     t = tiling or default_tiling(chip, rows, cols, inputs, outputs, temps_bytes)
     if min(t.rows_per_tile, t.block_dim, t.col_chunk, t.buffer_num) < 1:
         raise ISAError(f"{name}: tiling {t}: every field must be >= 1")
-    check_buffers(name, chip, t, ub_need(t, cols, inputs, outputs, temps_bytes))
     blk = chip.memory.block_bytes
+    check_buffers(name, chip, t, ub_need(t, cols, inputs, outputs, temps_bytes, blk))
     chunked = t.col_chunk < cols
     n_pass = passes if chunked else 1
     # UB layout: shared operands first, then buffer_num slots of the per-tile operands
@@ -233,7 +234,7 @@ def row_part(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOp
     for i, o in enumerate(inputs):
         if o.kind == "shared" and not chunked:
             shared_addr[i] = a
-            a += _round32(_cols(o, cols) * o.itemsize)
+            a += _whole_blocks(_cols(o, cols) * o.itemsize, blk)
     slot_base = a
 
     def prologue(b):
@@ -250,15 +251,15 @@ def row_part(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOp
                 if chunked:     # its piece of this chunk
                     w = max(1, math.ceil(oc * nc / cols))
                     b.load_gm(Buf.UB, addr, o.name, o.at(0, oc, c0 * oc // cols), 1, max(1, math.ceil(w * o.itemsize)))
-                    addr += _round32(math.ceil(oc * t.col_chunk / cols) * o.itemsize)
+                    addr += _whole_blocks(math.ceil(oc * t.col_chunk / cols) * o.itemsize, blk)
                 continue
             if o.kind == "per_row":
                 if c0 == 0:
                     b.load_gm(Buf.UB, addr, o.name, *_per_row_access(o, r0, nr))
-                addr += _round32(t.rows_per_tile * o.itemsize)
+                addr += _whole_blocks(t.rows_per_tile * o.itemsize, blk)
                 continue
             b.load_gm(Buf.UB, addr, o.name, *_row_access(o, oc, cols, r0, nr, c0, nc))
-            addr += _round32(t.rows_per_tile * math.ceil(oc * t.col_chunk / cols) * o.itemsize)
+            addr += _whole_blocks(t.rows_per_tile * math.ceil(oc * t.col_chunk / cols) * o.itemsize, blk)
 
     def compute(b, tile, s):
         _, nr, _, _, nc = tile

@@ -71,7 +71,7 @@ def test_offset_rounded_half_even_clamped_in_bits_37_to_45(sim):
 def test_documented_example_words_decode_to_plausible_scales(sim):
     # the page's printed words: scale bits low, offset in 37..45, bit 46 set; re-packing gives them back
     words = np.array([70507248869376, 70509369614336, 140463653937152, 70369813069824], np.int64)
-    from ascend_sim.ops.quant import quant_param_offset, quant_param_scale
+    from ascend_sim.ops.common import quant_param_offset, quant_param_scale
     s, o = quant_param_scale(words), quant_param_offset(words)
     assert o.tolist() == [1.0, 1.0, -2.0, 0.0] and all(abs(v) < 4 for v in s)
     again = torch_npu.npu_trans_quant_param(s, o, round_mode=1).numpy()

@@ -54,19 +54,8 @@ def _same(planned, mine) -> bool:
     return planned == mine
 
 
-def _row(fn, op, tiling=None):
-    with Simulator(CHIP, mode="meta", trace="ops") as sim:
-        if tiling is None:
-            fn()
-        else:
-            with sim.tiling(op, tiling):
-                fn()
-        rows = [r for r in sim.report().ops if r.name == op]
-    return rows[0]
-
-
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_a_user_tiling_reaches_the_kernel(family):
+def test_a_user_tiling_reaches_the_kernel(family, tiled_rows):
     op, args, call, change = FAMILIES[family]
     own = tiling_for(op, CHIP, **args)
     assert own is not None and dataclasses.is_dataclass(own)
@@ -77,28 +66,28 @@ def test_a_user_tiling_reaches_the_kernel(family):
     # the study helper builds the kernels with it, and says so in the plan
     plans = plan_for(op, CHIP, mine, **args)
     assert any(_same(p.tiling, mine) for p in plans)
-    default, changed = _row(call, op), _row(call, op, mine)
+    default, changed = tiled_rows(call, op)[0], tiled_rows(call, op, mine)[0]
     assert changed.attrs.get("tiling") != default.attrs.get("tiling")
     assert changed.duration_us != default.duration_us
     # a function of the op's own choice is the same override
-    assert _row(call, op, change).duration_us == changed.duration_us
+    assert tiled_rows(call, op, change)[0].duration_us == changed.duration_us
 
 
-def test_a_tiling_of_the_wrong_type_is_an_error_naming_the_op():
+def test_a_tiling_of_the_wrong_type_is_an_error_naming_the_op(tiled_rows):
     op, _, call, _ = FAMILIES["rows"]
     with pytest.raises(TypeError, match="npu_rms_norm: tiling must be a RowTiling"):
-        _row(call, op, ElementwiseTiling(1024, 1))
+        tiled_rows(call, op, ElementwiseTiling(1024, 1))[0]
 
 
-def test_a_tiling_that_does_not_fit_names_the_buffer():
+def test_a_tiling_that_does_not_fit_names_the_buffer(tiled_rows):
     op, args, call, _ = FAMILIES["elementwise"]
     with pytest.raises(ISAError, match="UB"):
-        _row(call, op, lambda t: dataclasses.replace(t, tile_elems=1 << 24))
+        tiled_rows(call, op, lambda t: dataclasses.replace(t, tile_elems=1 << 24))[0]
     op, args, _, _ = FAMILIES["rows"]
     assert isinstance(tiling_for(op, CHIP, **args), RowTiling)
 
 
-def test_the_override_ends_with_its_block_and_is_per_simulator():
+def test_the_override_ends_with_its_block_and_is_per_simulator(tiled_rows):
     op, _, call, change = FAMILIES["elementwise"]
     with Simulator(CHIP, mode="meta", trace="ops") as sim:
         with sim.tiling(op, change):
@@ -106,4 +95,4 @@ def test_the_override_ends_with_its_block_and_is_per_simulator():
         call()
         first, second = [r for r in sim.report().ops if r.name == op]
     assert first.attrs["tiling"] != second.attrs["tiling"]
-    assert _row(call, op).attrs["tiling"] == second.attrs["tiling"]
+    assert tiled_rows(call, op)[0].attrs["tiling"] == second.attrs["tiling"]

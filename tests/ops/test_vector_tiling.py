@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from ascend_sim import Simulator, torch_npu
+from ascend_sim import torch_npu
 from ascend_sim.isa import ISAError
 from ascend_sim.ops.study import plan_for, tiling_for
 from ascend_sim.ops.templates.elementwise import ElementwiseTiling
@@ -32,32 +32,22 @@ CASES = {
 }
 
 
-def _rows(call, op, tiling=None):
-    with Simulator(CHIP, mode="meta", trace="ops") as sim:
-        if tiling is None:
-            call()
-        else:
-            with sim.tiling(op, tiling):
-                call()
-        return [r for r in sim.report().ops if r.name == op]
-
-
 def _stores(plan):
     return sum(1 for blk in plan.blocks for p in blk for i in p.name if p.names[i] == "MTE3.ub_to_gm")
 
 
 @pytest.mark.parametrize("family", sorted(CASES))
-def test_the_own_tiling_is_typed_and_a_user_tiling_reaches_plan_and_report(family):
+def test_the_own_tiling_is_typed_and_a_user_tiling_reaches_plan_and_report(family, tiled_rows):
     op, kind, args, call, mine = CASES[family]
     own = tiling_for(op, CHIP, **args)
     assert isinstance(own, kind) and own != mine
     (plan,) = plan_for(op, CHIP, mine, **args)
     assert plan.tiling == mine and plan.block_dim == 8
-    (default,), (changed,) = _rows(call, op), _rows(call, op, mine)
+    (default,), (changed,) = tiled_rows(call, op), tiled_rows(call, op, mine)
     assert changed.attrs["tiling"] == str(plan.tiling) != default.attrs["tiling"]
     assert changed.block_dim == 8 and default.block_dim > 8
     # a function of the op's own choice is the same override
-    (again,) = _rows(call, op, lambda t: dataclasses.replace(t, **{f.name: getattr(mine, f.name)
+    (again,) = tiled_rows(call, op, lambda t: dataclasses.replace(t, **{f.name: getattr(mine, f.name)
                                                                       for f in dataclasses.fields(mine)}))
     assert again.duration_us == changed.duration_us
 
@@ -78,17 +68,17 @@ def test_the_tile_sizes_decide_the_stores():
 
 
 @pytest.mark.parametrize("family", sorted(CASES))
-def test_a_tiling_that_does_not_fit_ub_is_an_error_naming_ub(family):
+def test_a_tiling_that_does_not_fit_ub_is_an_error_naming_ub(family, tiled_rows):
     op, _, args, call, mine = CASES[family]
     big = {"rows": dict(rows_per_tile=64), "elementwise": dict(tile_elems=1 << 20),
            "transdata": dict(tile_bytes=1 << 20)}[family]
     with pytest.raises(ISAError, match="UB"):
-        _rows(call, op, dataclasses.replace(mine, **big))
+        tiled_rows(call, op, dataclasses.replace(mine, **big))
     with pytest.raises(ISAError, match="UB"):
         plan_for(op, CHIP, dataclasses.replace(mine, **big), **args)
 
 
-def test_a_tiling_of_another_family_is_refused():
+def test_a_tiling_of_another_family_is_refused(tiled_rows):
     op, _, _, call, _ = CASES["transdata"]
     with pytest.raises(TypeError, match="npu_format_cast: tiling must be a TransDataTiling"):
-        _rows(call, op, RowTiling(1, 1, 16))
+        tiled_rows(call, op, RowTiling(1, 1, 16))
