@@ -142,7 +142,8 @@ class Engine:
         self.mhz = chip.cores.aic_mhz
         self._done: dict[int, simpy.Event] = {}
         self._waiting: dict = {}
-        self.instructions = 0
+        self.instructions = 0          # instructions run one by one
+        self.effective = 0             # instructions the kernels simulated hold, however they were timed
         m = chip.memory
         self._lat_read = m.l2_read_latency_cycles
         self._lat_write = m.l2_write_latency_cycles
@@ -292,6 +293,7 @@ class Engine:
                 from .aicpu import run_task     # typed work items -> time (engine/aicpu.py)
                 yield from run_task(self, dm, plan, st)
             else:
+                self.effective += plan.instruction_count()
                 lead = None
                 if self.memoize:
                     memo_key = (id(plan), self._fingerprint(dm, task, plan))

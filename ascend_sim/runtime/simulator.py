@@ -267,6 +267,14 @@ class Simulator:
             self._timeline = self._engine.timeline
         return self._engine
 
+    def engine_stats(self) -> dict[str, int]:
+        """How the engine timed what it ran: instructions simulated one by one, the instructions
+        the simulated kernels hold in all (replayed, followed, block classes and loop
+        extrapolation count fully here), kernels replayed and followed."""
+        e = self.engine
+        return {"instructions": e.instructions, "effective_instructions": e.effective,
+                "replayed": e.replayed, "followed": e.followed}
+
     def _run(self, tasks: list[Task]) -> list[OpRecord]:
         return self.engine.run(tasks)
 
