@@ -10,11 +10,18 @@
 
 A mistake of the user's (a missing or unreadable file, a typo'd config key, an unknown chip or
 model preset) is one line on stderr, ``ascend-sim: error: ...`` with a did-you-mean where one is
-close, and exit code 2 (argparse's own code for a bad command line); never a traceback.
+close, and exit code 2 (argparse's own code for a bad command line); never a traceback. Ctrl-C is
+one line too, and exit code 130 (a sweep says how many of its points it wrote, and where).
+
+demo, estimate and sweep show a progress bar on stderr (one helper, :func:`progress_bar`) and
+print each step's, phase's or point's lines as it finishes; sweep writes each CSV row as its
+point finishes.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import difflib
 import json
 import os
@@ -67,10 +74,22 @@ def chips_table() -> str:
     return "\n".join(lines)
 
 
-def progress_bar(total: int, desc: str):
-    """A progress bar that works in terminals and notebooks (tqdm), silent when not a terminal."""
+def progress_bar(total: int, desc: str, unit: str = "layer"):
+    """The progress bar of demo (per step), estimate (per layer of a phase) and sweep (per point):
+    tqdm on stderr, gone when closed, off when stderr is not a terminal (a pipe, a log file, a test).
+    Use it as a context manager; ``update(1)`` per unit of work."""
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit="layer", leave=False, disable=not sys.stderr.isatty())
+    isatty = getattr(sys.stderr, "isatty", None)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr,
+                disable=not (isatty is not None and isatty()))
+
+
+def say(text: str = "") -> None:
+    """print to stdout, above a live progress bar rather than through it, and now (not when a pipe's
+    buffer fills)."""
+    from tqdm.auto import tqdm
+    tqdm.write(text, file=sys.stdout)
+    sys.stdout.flush()
 
 
 def op_table(ops, title: str) -> str:
@@ -115,19 +134,19 @@ def cmd_demo(args) -> int:
     os.makedirs(out, exist_ok=True)
     cfg = LlamaConfig.preset(args.model)
     print(f"ascend-sim demo: one {cfg.name} decoder layer on {args.chip} (hidden {cfg.hidden}, {cfg.heads} heads, "
-          f"{cfg.kv_heads} KV heads, FFN {cfg.ffn}, {cfg.dtype}), weights in FRACTAL_NZ\n")
+          f"{cfg.kv_heads} KV heads, FFN {cfg.ffn}, {cfg.dtype}), weights in FRACTAL_NZ\n", flush=True)
     t0 = time.perf_counter()
     summary = []
-    for tp in (1, 8):
-        for phase in ("prefill", "decode"):
+    cases = [(tp, phase) for tp in (1, 8) for phase in ("prefill", "decode")]
+    with progress_bar(len(cases), "demo", unit="step") as bar:
+        for tp, phase in cases:
             sim = Simulator(args.chip, world_size=tp, mode="meta", trace="ops")
             run = run_model(sim, cfg, tp=tp, phase=phase, batch=1, seq=args.seq, context=args.seq, layers=1,
                             weight_format="NZ")
             tag = f"tp{tp}_{phase}"
             rep = sim.report()
             what = f"prefill {args.seq} tokens" if phase == "prefill" else f"one decode step over {args.seq} tokens"
-            print(op_table(run.ops, f"TP={tp}, {what}: {run.total_us:.1f} us on device 0"))
-            print()
+            say(op_table(run.ops, f"TP={tp}, {what}: {run.total_us:.1f} us on device 0") + "\n")
             rep.to_chrome_trace(os.path.join(out, f"{tag}_trace.json"), detail="ops")
             rep.to_kernel_details(os.path.join(out, f"{tag}_kernel_details.csv"))
             rep.to_op_statistic(os.path.join(out, f"{tag}_op_statistic.csv"))
@@ -136,6 +155,7 @@ def cmd_demo(args) -> int:
             ax.set_title(f"{cfg.name} layer, TP={tp}, {phase} on {args.chip} (device 0)")
             save(ax, os.path.join(out, f"{tag}_timeline.png"))
             summary.append((tp, phase, run.total_us))
+            bar.update(1)
     print("summary (device 0, one layer):")
     for tp, phase, us in summary:
         print(f"  TP={tp} {phase:<8} {us:>10.1f} us")
@@ -209,14 +229,13 @@ def cmd_estimate(args) -> int:
     layers = run["layers"] or cfg.layers
     t0 = time.perf_counter()
     print(f"estimate: {cfg.name} ({cfg.params_per_layer() * cfg.layers / 1e9:.1f} B params), {layers} layers, "
-          f"TP={run['tp']} on {run['chip']}, batch {run['batch']}, weights {run['weight_format']}")
+          f"TP={run['tp']} on {run['chip']}, batch {run['batch']}, weights {run['weight_format']}", flush=True)
     for phase in phases:
-        bar = progress_bar(layers, f"{phase}")
         sim = Simulator(run["chip"], world_size=run["tp"], mode="meta", trace="ops")
-        res = run_model(sim, cfg, tp=run["tp"], phase=phase, batch=run["batch"], seq=run["seq"],
-                        context=run["context"], layers=layers, fused=run["fused_allreduce"],
-                        weight_format=run["weight_format"], progress=lambda d, n: bar.update(1))
-        bar.close()
+        with progress_bar(layers, phase) as bar:
+            res = run_model(sim, cfg, tp=run["tp"], phase=phase, batch=run["batch"], seq=run["seq"],
+                            context=run["context"], layers=layers, fused=run["fused_allreduce"],
+                            weight_format=run["weight_format"], progress=lambda done, total: bar.update(1))
         what = f"prefill of {run['seq']} tokens" if phase == "prefill" else f"one decode step at context {run['context']}"
         by_op: dict[str, float] = {}
         for r in res.ops:
@@ -225,7 +244,8 @@ def cmd_estimate(args) -> int:
         for name, us in sorted(by_op.items(), key=lambda kv: -kv[1])[:8]:
             print(f"  {name:<32} {us / 1e3:>9.3f} ms  ({100 * us / max(1e-9, sum(by_op.values())):4.1f}% of device time)")
         mem = sim.devices[0].allocator.max_allocated_bytes
-        print(f"  device 0 peak memory: {mem / 2**30:.2f} GiB of {sim.chip.memory.hbm_bytes / 2**30:.0f} GiB")
+        print(f"  device 0 peak memory: {mem / 2**30:.2f} GiB of {sim.chip.memory.hbm_bytes / 2**30:.0f} GiB",
+              flush=True)
     print(f"\n[{time.perf_counter() - t0:.1f} s of wall time]")
     return 0
 
@@ -257,72 +277,124 @@ def _gemm_point(job):
             "tflops": round(2 * m * n * k / (us * 1e6), 2), "bound": tasks[0].record.bound, "error": ""}
 
 
-def _run_jobs(jobs, desc: str, workers: int):
-    from concurrent.futures import ProcessPoolExecutor
-    from tqdm.auto import tqdm
-    results = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for r in tqdm(pool.map(_gemm_point, jobs), total=len(jobs), desc=desc, disable=not sys.stderr.isatty()):
-            results.append(r)
-    return results
+SWEEP_COLUMNS = ("chip", "base_m", "base_n", "base_k", "time_us", "tflops", "bound", "error")
 
 
-def _write_csv(rows, path):
-    import csv
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+def _ignore_sigint():
+    """A pool worker's initializer: Ctrl-C is the main process's to handle (it stops the workers)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool) -> None:
+    """Terminate a ProcessPoolExecutor's workers now, mid-point (shutdown alone waits for the points
+    they are running)."""
+    terminate = getattr(pool, "terminate_workers", None)          # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+
+
+def _stream_points(jobs, workers: int):
+    """``(index, result)`` of every job as it finishes, in finishing order: in this process when
+    ``workers`` is 1, else on a process pool. Closing the generator early (Ctrl-C in the caller, an
+    error) stops the pool's workers."""
+    if workers <= 1:
+        for i, job in enumerate(jobs):
+            yield i, _gemm_point(job)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint)
+    try:
+        index = {pool.submit(_gemm_point, job): i for i, job in enumerate(jobs)}
+        for fut in as_completed(index):
+            yield index[fut], fut.result()
+    except BaseException:                  # KeyboardInterrupt, a worker's error, GeneratorExit from close()
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _point_line(r: dict, study: str) -> str:
+    """One point's line: its tiling (gemm) or chip (chips), then its time or why it did not run."""
+    label = f"  base_m={r['base_m']:<4} base_n={r['base_n']:<4} " if study == "gemm" else f"  {r['chip']:<16} "
+    if r["tflops"] != "":
+        return f"{label}{r['time_us']:>10} us {r['tflops']:>7} TFLOPS {r['bound']}"
+    return f"{label}{'does not fit' if study == 'gemm' else 'not supported'}: {r['error']}"
 
 
 def cmd_sweep(args) -> int:
+    for chip in [args.chip] + (args.chips.split(",") if args.chips else []):
+        check_chip(chip)
+    if args.workers < 0:
+        raise UsageError(f"--workers must be 0 (every host core) or more, got {args.workers}")
     import matplotlib
     matplotlib.use("Agg")
     import numpy as np
 
     from .hw import list_chips
     from .traces import plot_heatmap, save
-    os.makedirs(args.out, exist_ok=True)
-    workers = args.workers or os.cpu_count() or 1
     t0 = time.perf_counter()
-    for chip in [args.chip] + (args.chips.split(",") if args.chips else []):
-        check_chip(chip)
     if args.study == "gemm":
         bms = [int(x) for x in args.base_m.split(",")]
         bns = [int(x) for x in args.base_n.split(",")]
         jobs = [(args.chip, args.m, args.n, args.k, args.dtype, bm, bn, args.base_k, args.nz) for bm in bms for bn in bns]
-        rows = _run_jobs(jobs, "tilings", workers)
-        grid = np.array([[float(r["tflops"]) if r["tflops"] != "" else np.nan for r in rows[i * len(bns):(i + 1) * len(bns)]]
-                         for i in range(len(bms))])
-        title = f"GEMM {args.m}x{args.n}x{args.k} {args.dtype} TFLOPS on {args.chip} (base_k={args.base_k})"
-        ax = plot_heatmap(grid, [str(b) for b in bms], [str(b) for b in bns], title=title)
-        ax.set_ylabel("base_m")
-        ax.set_xlabel("base_n")
-        best = max((r for r in rows if r["tflops"] != ""), key=lambda r: r["tflops"], default=None)
-        default = _gemm_point((args.chip, args.m, args.n, args.k, args.dtype, 0, 0, 0, args.nz))
-        print(f"{title}\n")
-        for r in rows:
-            print(f"  base_m={r['base_m']:<4} base_n={r['base_n']:<4} " +
-                  (f"{r['time_us']:>10} us {r['tflops']:>7} TFLOPS {r['bound']}" if r["tflops"] != "" else
-                   f"does not fit: {r['error']}"))
-        if best:
-            print(f"\nbest: base_m={best['base_m']} base_n={best['base_n']}: {best['tflops']} TFLOPS; "
-                  f"default tiler: {default['tflops']} TFLOPS")
+        extra = [(args.chip, args.m, args.n, args.k, args.dtype, 0, 0, 0, args.nz)]     # the default tiler, not a row
+        title = f"GEMM {args.m}x{args.n}x{args.k} {args.dtype} TFLOPS on {args.chip} (base_k={args.base_k})\n"
     else:
         chips = args.chips.split(",") if args.chips else list_chips()
         jobs = [(c, args.m, args.n, args.k, args.dtype, 0, 0, 0, args.nz) for c in chips]
-        rows = _run_jobs(jobs, "chips", workers)
-        ok = [r for r in rows if r["tflops"] != ""]
-        grid = np.array([[float(r["time_us"]) for r in ok]])
+        extra = []
         title = f"GEMM {args.m}x{args.n}x{args.k} {args.dtype}: simulated us per chip"
-        ax = plot_heatmap(grid, ["time us"], [r["chip"] for r in ok], title=title)
-        print(title)
-        for r in rows:
-            print(f"  {r['chip']:<16} " + (f"{r['time_us']:>10} us {r['tflops']:>7} TFLOPS {r['bound']}" if r["tflops"] != ""
-                                          else f"not supported: {r['error']}"))
+    os.makedirs(args.out, exist_ok=True)
     csv_path = os.path.join(args.out, f"sweep_{args.study}.csv")
     png_path = os.path.join(args.out, f"sweep_{args.study}.png")
-    _write_csv(rows, csv_path)
+    workers = max(1, min(args.workers or os.cpu_count() or 1, len(jobs) + len(extra)))
+    print(title, flush=True)
+
+    # every row goes to the CSV (flushed) and to stdout as its point finishes; rows[i] is job i's
+    rows: list = [None] * len(jobs)
+    default = None
+    written = 0
+    try:
+        with open(csv_path, "w", newline="") as f, \
+                progress_bar(len(jobs) + len(extra), "tilings" if args.study == "gemm" else "chips", "point") as bar, \
+                contextlib.closing(_stream_points(jobs + extra, workers)) as points:
+            w = csv.DictWriter(f, fieldnames=SWEEP_COLUMNS)
+            w.writeheader()
+            f.flush()
+            for i, r in points:
+                bar.update(1)
+                if i >= len(jobs):
+                    default = r
+                    continue
+                rows[i] = r
+                w.writerow(r)
+                f.flush()
+                written += 1
+                say(_point_line(r, args.study))
+    except KeyboardInterrupt:
+        print(f"ascend-sim: interrupted: {written} of {len(jobs)} points written to {os.path.abspath(csv_path)}",
+              file=sys.stderr)
+        return 130
+
+    if args.study == "gemm":
+        grid = np.array([[float(r["tflops"]) if r["tflops"] != "" else np.nan for r in rows[i * len(bns):(i + 1) * len(bns)]]
+                         for i in range(len(bms))])
+        ax = plot_heatmap(grid, [str(b) for b in bms], [str(b) for b in bns], title=title.strip())
+        ax.set_ylabel("base_m")
+        ax.set_xlabel("base_n")
+        best = max((r for r in rows if r["tflops"] != ""), key=lambda r: r["tflops"], default=None)
+        if best:
+            print(f"\nbest: base_m={best['base_m']} base_n={best['base_n']}: {best['tflops']} TFLOPS; default tiler: "
+                  + (f"{default['tflops']} TFLOPS" if default["tflops"] != "" else f"error: {default['error']}"))
+    else:
+        ok = [r for r in rows if r["tflops"] != ""]
+        grid = np.array([[float(r["time_us"]) for r in ok]])
+        ax = plot_heatmap(grid, ["time us"], [r["chip"] for r in ok], title=title)
     save(ax, png_path)
     print(f"\nwrote {csv_path} and {png_path}  [{time.perf_counter() - t0:.1f} s on {workers} worker(s)]")
     return 0
@@ -371,7 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("sweep", help="a GEMM tiling study or a chip study, to CSV and a heat map",
                        description="'gemm' times every base_m x base_n tiling of a GEMM (tilings that do not fit "
                                    "the buffers are reported, not run); 'chips' times the GEMM on every preset. "
-                                   "Runs on every host core.")
+                                   "Runs on every host core; prints each point and writes its CSV row as it "
+                                   "finishes (in finishing order), so Ctrl-C keeps the rows done; the heat map "
+                                   "is drawn at the end.")
     s.add_argument("study", choices=("gemm", "chips"))
     s.add_argument("--chip", default="Ascend910B2")
     s.add_argument("--chips", default="", help="comma-separated presets for 'chips' (default: all)")
@@ -383,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--base-m", default="64,128,256")
     s.add_argument("--base-n", default="64,128,256")
     s.add_argument("--base-k", type=int, default=64)
-    s.add_argument("--workers", type=int, default=0, help="processes (default: every host core)")
+    s.add_argument("--workers", type=int, default=0,
+                   help="processes (default: every host core; 1 runs the points in this process)")
     s.add_argument("--out", default="ascend_sim_out")
     s.set_defaults(fn=cmd_sweep)
 
@@ -393,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"ascend-sim: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("ascend-sim: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -4,7 +4,34 @@ import json
 
 import pytest
 
+from ascend_sim import cli
 from ascend_sim.cli import main
+
+
+class _Bar:
+    """Stands in for cli.progress_bar: records what each bar was told."""
+    def __init__(self, total, desc, unit="layer"):
+        self.total, self.desc, self.unit, self.n = total, desc, unit, 0
+
+    def update(self, n=1):
+        self.n += n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    made = []
+
+    def progress_bar(*args, **kwargs):
+        made.append(_Bar(*args, **kwargs))
+        return made[-1]
+    monkeypatch.setattr(cli, "progress_bar", progress_bar)
+    return made
 
 
 def test_chips_table_and_toml(capsys):
@@ -15,8 +42,9 @@ def test_chips_table_and_toml(capsys):
     assert 'name = "Ascend910B4"' in capsys.readouterr().out
 
 
-def test_demo_writes_tables_traces_csvs_and_timelines(tmp_path, capsys):
+def test_demo_writes_tables_traces_csvs_and_timelines(tmp_path, capsys, bars):
     assert main(["demo", "--out", str(tmp_path), "--model", "tiny", "--seq", "128"]) == 0
+    assert [(b.desc, b.unit, b.total, b.n) for b in bars] == [("demo", "step", 4, 4)]     # one per TP x phase
     out = capsys.readouterr().out
     assert "TP=1, prefill 128 tokens" in out and "TP=8, one decode step" in out
     assert "npu_fusion_attention" in out and "all_reduce" in out
@@ -28,7 +56,7 @@ def test_demo_writes_tables_traces_csvs_and_timelines(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("fmt", ["json", "toml"])
-def test_estimate_from_a_config_file(tmp_path, capsys, fmt):
+def test_estimate_from_a_config_file(tmp_path, capsys, fmt, bars):
     cfg = {"preset": "tiny", "tp": 2, "phase": "both", "seq": 64, "context": 256, "layers": 2}
     p = tmp_path / f"model.{fmt}"
     if fmt == "json":
@@ -38,6 +66,23 @@ def test_estimate_from_a_config_file(tmp_path, capsys, fmt):
     assert main(["estimate", str(p)]) == 0
     out = capsys.readouterr().out
     assert "prefill of 64 tokens" in out and "one decode step at context 256" in out and "per layer" in out
+    assert [(b.desc, b.total, b.n) for b in bars] == [("prefill", 2, 2), ("decode", 2, 2)]   # one per layer
+
+
+def test_progress_bar_is_off_unless_stderr_is_a_terminal(monkeypatch):
+    import io
+    import sys
+    with cli.progress_bar(3, "x") as bar:              # pytest's stderr is no terminal
+        assert bar.disable
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    with cli.progress_bar(3, "points", "point") as bar:
+        assert not bar.disable
+        bar.update(1)
+    assert "points" in sys.stderr.getvalue()
 
 
 def _one_line_error(capsys, code):
@@ -123,7 +168,58 @@ def test_sweep_gemm_writes_csv_and_heatmap(tmp_path, capsys):
 
 def test_sweep_chips(tmp_path, capsys):
     assert main(["sweep", "chips", "--chips", "Ascend910B2,Ascend910B4", "--m", "512", "--n", "512", "--k", "512",
-                 "--workers", "1", "--out", str(tmp_path)]) == 0
+                 "--workers", "2", "--out", str(tmp_path)]) == 0                       # a process pool
     with open(tmp_path / "sweep_chips.csv") as f:
         rows = {r["chip"]: float(r["time_us"]) for r in csv.DictReader(f)}
     assert rows["Ascend910B4"] > rows["Ascend910B2"]          # fewer cores, lower clock
+
+
+GEMM_256 = ["sweep", "gemm", "--m", "256", "--n", "256", "--k", "256", "--base-m", "64,128", "--base-n", "64,128",
+            "--workers", "1"]
+
+
+def test_sweep_prints_its_title_first_and_writes_each_row_as_its_point_finishes(tmp_path, capsys, monkeypatch):
+    real, seen = cli._gemm_point, []
+
+    def point(job):                      # what is on stdout and in the CSV when each point starts
+        seen.append((capsys.readouterr().out, (tmp_path / "sweep_gemm.csv").read_text().splitlines()))
+        return real(job)
+    monkeypatch.setattr(cli, "_gemm_point", point)
+    assert main(GEMM_256 + ["--out", str(tmp_path)]) == 0
+    assert len(seen) == 5                                           # 4 tilings, then the default tiler
+    assert seen[0][0].startswith("GEMM 256x256x256 float16") and "base_m=" not in seen[0][0]
+    header = "chip,base_m,base_n,base_k,time_us,tflops,bound,error"
+    for i, (out, lines) in enumerate(seen):
+        assert lines[0] == header and len(lines) == 1 + i             # the rows of the points before it
+        assert out.count("base_m=") == (i > 0)                       # and the line of the one just before
+    with open(tmp_path / "sweep_gemm.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["base_m"], r["base_n"]) for r in rows} == {("64", "64"), ("64", "128"), ("128", "64"), ("128", "128")}
+    assert len(rows) == 4 and all(float(r["tflops"]) > 0 for r in rows)
+
+
+def test_interrupted_sweep_keeps_its_rows_and_exits_130(tmp_path, capsys, monkeypatch):
+    real, calls = cli._gemm_point, []
+
+    def point(job):
+        calls.append(job)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(job)
+    monkeypatch.setattr(cli, "_gemm_point", point)
+    assert main(GEMM_256 + ["--out", str(tmp_path)]) == 130
+    lines = (tmp_path / "sweep_gemm.csv").read_text().splitlines()
+    assert lines[0].startswith("chip,base_m") and len(lines) == 3               # the header and 2 rows
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert "2 of 4 points" in err and str(tmp_path / "sweep_gemm.csv") in err
+    assert not (tmp_path / "sweep_gemm.png").exists()
+
+
+def test_closing_a_pool_sweep_early_stops_its_workers():
+    import multiprocessing
+    points = cli._stream_points([("Ascend910B2", 512, 512, 512, "float16", 0, 0, 0, False)] * 4, workers=2)
+    i, r = next(points)
+    assert r["tflops"] > 0
+    points.close()                                   # what Ctrl-C in cmd_sweep does
+    assert not multiprocessing.active_children()
