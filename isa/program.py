@@ -89,9 +89,35 @@ class Program:
     names: list = field(default_factory=list)
     _name_ids: dict = field(default_factory=dict, repr=False)
     flops: float = 0.0
+    _columns_key: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.kind)
+
+    def timing_key(self) -> tuple:
+        """What decides this program's timing and trace apart from where its GM accesses point: the
+        instruction columns and each access without its offset. Programs with equal keys are one
+        block class (planned once, simulated once; see engine.py). Computed once per program."""
+        return self._columns(), tuple((a.tensor, a.rows, a.row_bytes, a.stride, a.write, a.payload, a.bus_bytes, a.path_cycles,
+                          a.path, a.index) for a in self.accesses)
+
+    def _columns(self) -> tuple:
+        ck = self._columns_key
+        if ck is None:
+            ck = self._columns_key = (self.core, tuple(self.kind), tuple(self.pipe), tuple(self.name),
+                                      tuple(self.cycles), tuple(self.latency),
+                                      tuple(a for k, a in zip(self.kind, self.arg) if k != GM), tuple(self.names))
+        return ck
+
+    def with_accesses(self, accesses: list) -> "Program":
+        """This program with other GM accesses (the same instructions at other offsets: another
+        member of its block class). The instruction columns are shared, not copied."""
+        if len(accesses) != len(self.accesses):
+            raise ISAError(f"Program.with_accesses: {len(accesses)} accesses for a program of {len(self.accesses)}")
+        p = Program(self.core, self.kind, self.pipe, self.name, self.cycles, self.latency, self.arg, list(accesses),
+                    self.names, self._name_ids, self.flops)
+        p._columns_key = self._columns()
+        return p
 
     def name_id(self, name: str) -> int:
         i = self._name_ids.get(name)

@@ -118,7 +118,7 @@ class DeviceModel:
 
 class Engine:
     def __init__(self, chip: ChipSpec, n_devices: int, trace: str = "pipe", memoize: bool | None = None,
-                 topology=None):
+                 topology=None, accelerate: bool = True):
         if trace not in ("ops", "core", "pipe"):
             raise ValueError(f"trace must be 'ops', 'core' or 'pipe', got {trace!r}")
         self.chip = chip
@@ -127,6 +127,9 @@ class Engine:
         self.memoize = (trace != "pipe") if memoize is None else memoize
         if self.memoize and trace == "pipe":
             raise ValueError("memoize=True replays kernels without their instructions: use trace='ops' or 'core'")
+        # block classes: blocks identical up to their GM offsets that start together are simulated
+        # once (False: every block on its own, the reference the accelerated path is tested against)
+        self.accelerate = accelerate
         self._memo: dict = {}
         self._inflight: dict = {}      # memo key -> the same kernel being simulated on another device now
         self.replayed = 0
@@ -315,7 +318,11 @@ class Engine:
                         # leaves the lead's entry alone
                         lead = self._inflight[memo_key] = {"start": env.now, "device": dm, "done": env.event()}
                 if memo_key is not None or not self.memoize:
-                    blocks = [env.process(self._block(dm, task, i, st)) for i in range(plan.block_dim)]
+                    classes = self._start_classes(dm, plan)
+                    if classes is None:
+                        blocks = [env.process(self._block(dm, task, [i], st)) for i in range(plan.block_dim)]
+                    else:
+                        blocks = [env.process(self._block(dm, task, members, st, cores)) for members, cores in classes]
                     yield simpy.AllOf(env, blocks)
                     if lead is not None:
                         del self._inflight[memo_key]
@@ -480,39 +487,97 @@ class Engine:
             seen.add(c)
             (dm.aicpu if c.startswith("AICPU") else dm.aiv if c.startswith("AIV") else dm.aic).put(c)
 
-    def _block(self, dm: DeviceModel, task, bi: int, st: OpStats):
+    # ----- block classes -----
+    @staticmethod
+    def block_classes(plan) -> list[list[int]]:
+        """The plan's blocks grouped by :meth:`Program.timing_key`: blocks whose programs differ only
+        in where their GM accesses point. Computed once per plan."""
+        c = getattr(plan, "_block_classes", None)
+        if c is None:
+            groups: dict = {}
+            for bi, blk in enumerate(plan.blocks):
+                groups.setdefault(tuple(p.timing_key() for p in blk), []).append(bi)
+            c = plan._block_classes = list(groups.values())
+        return c
+
+    def _start_classes(self, dm: DeviceModel, plan):
+        """[(members, their cores)] when every block of ``plan`` can start at this instant on a free
+        core (then a class's members run in lockstep and one simulation serves them all); None
+        otherwise (more blocks than free cores, another kernel waiting for cores, no class with more
+        than one member): each block is simulated on its own."""
+        if not self.accelerate:
+            return None
+        classes = self.block_classes(plan)
+        if len(classes) == plan.block_dim:
+            return None
+        c = self.chip.cores
+        n = plan.block_dim
+        ct = plan.core_type
+        vec_on_aic = c.coupled and not c.aiv
+        need_aic = n if ct in ("AIC", "MIX") or (ct == "AIV" and vec_on_aic) else 0
+        need_aiv = n if ct == "AIV" and not vec_on_aic else n * plan.mix_ratio if ct == "MIX" and not c.coupled else 0
+        if (len(dm.aic.items) < need_aic or len(dm.aiv.items) < need_aiv or dm.aic.get_queue
+                or dm.aiv.get_queue):
+            return None
+        cores = []
+        for _ in range(n):         # the cores _acquire would give, taken now (no other process between)
+            if ct == "AIV":
+                cores.append([(dm.aic if vec_on_aic else dm.aiv).items.pop(0)])
+            elif ct == "AIC":
+                cores.append([dm.aic.items.pop(0)])
+            else:
+                cube = dm.aic.items.pop(0)
+                cores.append([cube] * (1 + plan.mix_ratio) if c.coupled else
+                             [cube] + [dm.aiv.items.pop(0) for _ in range(plan.mix_ratio)])
+        return [(members, [cores[m] for m in members]) for members in classes]
+
+    def _block(self, dm: DeviceModel, task, members: list[int], st: OpStats, cores_of=None):
+        """Blocks ``members`` of the task's plan: one block, or a block class whose members started
+        together on ``cores_of`` (one core list each): simulated once, each GM transfer a flow
+        standing for every member, L2 touched by every member's lines, busy time and bytes counted
+        per member, and the pipe trace drawn on every member's cores."""
         env = self.env
         plan = task.plan
-        cores = yield from self._acquire(dm, plan)
+        if cores_of is None:
+            cores_of = [(yield from self._acquire(dm, plan))]
         yield env.timeout(self.chip.runtime.block_dispatch_cycles)
         start = env.now
         st.first = min(st.first, start)
         xflags = _Flags()           # cross-core flags: shared by the block's cores
         procs = []
-        n_aiv = sum(1 for p in plan.blocks[bi] if p.core == "AIV")
-        for pi, (prog, core) in enumerate(zip(plan.blocks[bi], cores)):
+        rep = plan.blocks[members[0]]
+        n_aiv = sum(1 for p in rep if p.core == "AIV")
+        coupled = self.chip.cores.coupled
+        for pi, prog in enumerate(rep):
             flags = _Flags()        # set_flag/wait_flag join the pipes of one core only
-            st.cores.add(core)
+            labels = []
+            for cores in cores_of:
+                st.cores.add(cores[pi])
+                labels.append(cores[pi] if not coupled or prog.core == "AIC" else f"{cores[pi]}.vec{pi}")
+            accesses = [plan.blocks[m][pi].accesses for m in members] if len(members) > 1 else None
             scale = self._scale[prog.core]
             per_pipe: dict[int, list[int]] = collections.defaultdict(list)
             for i, p in enumerate(prog.pipe):
                 per_pipe[p].append(i)
-            label = core if not self.chip.cores.coupled or prog.core == "AIC" else f"{core}.vec{pi}"
             for pipe, idxs in per_pipe.items():
-                procs.append(env.process(self._pipe(dm, task, prog, pipe, idxs, scale, label, flags, xflags,
-                                                    pi, n_aiv, st)))
+                procs.append(env.process(self._pipe(dm, task, prog, pipe, idxs, scale, labels, flags, xflags,
+                                                    pi, n_aiv, st, accesses)))
         yield simpy.AllOf(env, procs)
         end = max([p.value for p in procs] + [env.now])
         if end > env.now:
             yield env.timeout(end - env.now)
         st.last = max(st.last, env.now)
-        self._release(dm, plan, cores)
-        if self.trace == "core":
-            self.timeline.intervals.append(Interval(str(cores[0]), dm.index, self.us(start), self.us(end), task.name))
+        for cores in cores_of:
+            self._release(dm, plan, cores)
+            if self.trace == "core":
+                self.timeline.intervals.append(Interval(str(cores[0]), dm.index, self.us(start), self.us(end),
+                                                        task.name))
 
-    def _pipe(self, dm: DeviceModel, task, prog, pipe: int, idxs: list[int], scale: float, label: str,
-              flags: _Flags, xflags: _Flags, prog_index: int, n_aiv: int, st: OpStats):
-        """One pipe's queue. Returns the time its last instruction completes."""
+    def _pipe(self, dm: DeviceModel, task, prog, pipe: int, idxs: list[int], scale: float, labels: list,
+              flags: _Flags, xflags: _Flags, prog_index: int, n_aiv: int, st: OpStats, accesses=None):
+        """One pipe's queue, for one block or a block class (``labels``: each member's core;
+        ``accesses``: each member's GM accesses, None for one block). Returns the time its last
+        instruction completes."""
         env = self.env
         kinds, cycles, lats, args, names = prog.kind, prog.cycles, prog.latency, prog.arg, prog.name
         t = env.now          # the pipe's local clock: when it can issue its next instruction
@@ -521,7 +586,10 @@ class Engine:
         record = self.trace == "pipe"
         intervals = self.timeline.intervals
         dev = dm.index
-        lane_name = f"{label}.{lane}"
+        label = labels[0]
+        lane_names = [f"{lb}.{lane}" for lb in labels]
+        lane_name = lane_names[0]
+        members = len(labels)
         busy = 0.0
         self.instructions += len(idxs)
         for i in idxs:
@@ -535,21 +603,24 @@ class Engine:
                     done = e
                 busy += c
                 if record:
-                    intervals.append(Interval(lane_name, dev, s / self.mhz, t / self.mhz, prog.names[names[i]]))
+                    for ln in lane_names:
+                        intervals.append(Interval(ln, dev, s / self.mhz, t / self.mhz, prog.names[names[i]]))
             elif k == GM:
                 if t > env.now:
                     yield env.timeout(t - env.now)
                 s = env.now
                 acc = prog.accesses[args[i]]
-                lat = yield from self._transfer(dm, task, acc, scale, st)
+                accs = (acc,) if accesses is None else [a[args[i]] for a in accesses]
+                lat = yield from self._transfer(dm, task, accs, scale, st)
                 t = env.now
                 e = t + lat + lats[i] * scale
                 if e > done:
                     done = e
                 busy += t - s
                 if record:
-                    intervals.append(Interval(lane_name, dev, s / self.mhz, t / self.mhz, prog.names[names[i]],
-                                              {"bytes": acc.payload, "tensor": acc.tensor}))
+                    for ln in lane_names:
+                        intervals.append(Interval(ln, dev, s / self.mhz, t / self.mhz, prog.names[names[i]],
+                                                  {"bytes": acc.payload, "tensor": acc.tensor}))
             elif k == SET:
                 flags.set(args[i], done)
             elif k == WAIT:
@@ -591,44 +662,59 @@ class Engine:
                     if v > t:
                         t = v
                     if record:
-                        self.timeline.flows.append(Flow(f"cross-core flag {fid}", dev, f"{from_core}->{label}",
-                                                        v / self.mhz, dev, lane_name, t / self.mhz))
-        st.busy[lane] += busy
+                        for lb, ln in zip(labels, lane_names):
+                            self.timeline.flows.append(Flow(f"cross-core flag {fid}", dev, f"{from_core}->{lb}",
+                                                            v / self.mhz, dev, ln, t / self.mhz))
+        st.busy[lane] += busy * members
         return max(t, done)
 
-    def _transfer(self, dm: DeviceModel, task, acc, scale: float, st: OpStats):
-        """Run one GM transfer through L2/HBM; returns the latency after its last byte."""
+    def _transfer(self, dm: DeviceModel, task, accs, scale: float, st: OpStats):
+        """Run one GM transfer through L2/HBM -- ``accs``: the access of each member of a block class
+        (one for a single block), the same but for offsets. L2 sees every member's lines; members
+        that filled the same number of lines from HBM are one flow standing for them all (the flow
+        a lone block's transfer would be, ``count`` times), and the class, in lockstep, goes on
+        when the slowest has finished. Returns the latency after the last byte."""
+        acc = accs[0]
         base = task.addresses.get(acc.tensor)
         if base is None:
             raise KeyError(f"{task.name}: the plan addresses tensor {acc.tensor!r}, which the task does not have "
                            f"(it has {', '.join(task.addresses)})")
-        idx = dm.l2.lines(base, acc.offset, acc.rows, acc.row_bytes, acc.stride)
+        l2 = dm.l2
+        members = len(accs)
         per_payload = acc.bus_bytes / acc.payload
         if acc.write:
-            dm.l2.access(idx, write=True)       # write-back: HBM sees it when the line is evicted
-            demand = (per_payload, 0.0)
+            for a in accs:
+                l2.access(l2.lines(base, a.offset, a.rows, a.row_bytes, a.stride), write=True)  # write-back
+            by_fill = {0: members}
             lat = self._lat_write
-            st.bytes_written += acc.payload
+            st.bytes_written += acc.payload * members
         else:
-            hits = dm.l2.access(idx)
-            n = len(idx)
-            st.read_lines += n
-            st.hit_lines += hits
-            # a miss fills its whole line from HBM, whatever part of it the access wanted
-            fill = (n - hits) * dm.l2.line
-            demand = (per_payload, fill / acc.payload)
-            lat = self._lat_read + (self._lat_miss if hits < n else 0.0)
-            st.bytes_read += acc.payload
-            st.hbm_bytes += fill
-        st.l2_bytes += acc.bus_bytes
-        st.hbm_bytes += self._write_back(dm)
+            by_fill: dict[int, int] = {}      # lines filled from HBM -> members
+            for a in accs:
+                idx = l2.lines(base, a.offset, a.rows, a.row_bytes, a.stride)
+                h = l2.access(idx)
+                miss = len(idx) - h
+                by_fill[miss] = by_fill.get(miss, 0) + 1
+                st.read_lines += len(idx)
+                st.hit_lines += h
+            # a miss fills its whole line from HBM, whatever part of it the access wanted; a class
+            # waits for HBM if any member missed
+            lat = self._lat_read + (self._lat_miss if max(by_fill) else 0.0)
+            st.bytes_read += acc.payload * members
+            st.hbm_bytes += sum(miss * count for miss, count in by_fill.items()) * l2.line
+        st.l2_bytes += acc.bus_bytes * members
+        st.hbm_bytes += self._write_back(dm, members)
         cap = acc.payload / (acc.path_cycles * scale)
-        flow = yield dm.net.start(acc.payload, cap, ((dm.res_l2, demand[0]), (dm.res_hbm, demand[1])))
-        if flow is not None:
-            lim = flow.limited
-            st.limited[0] += lim.get(dm.res_l2, 0.0)
-            st.limited[1] += lim.get(dm.res_hbm, 0.0)
-            st.limited[2] += lim.get(-1, 0.0)
+        net, res_l2, res_hbm, limited = dm.net, dm.res_l2, dm.res_hbm, st.limited
+        flows = [net.start(acc.payload, cap, ((res_l2, per_payload), (res_hbm, miss * l2.line / acc.payload)),
+                           count=count) for miss, count in by_fill.items()]
+        for ev, count in zip(flows, by_fill.values()):
+            flow = yield ev
+            if flow is not None:
+                lim = flow.limited
+                limited[0] += lim.get(res_l2, 0.0) * count
+                limited[1] += lim.get(res_hbm, 0.0) * count
+                limited[2] += lim.get(-1, 0.0) * count
         return lat
 
     # ----- collectives: the communication engine of each device, over the topology's links -----
@@ -701,12 +787,13 @@ class Engine:
                 key = "hbm" if r in (src.res_hbm, dst.res_hbm) else "link" if r >= 0 else "dma"
                 limited[key] += dt
 
-    def _write_back(self, dm: DeviceModel) -> int:
+    def _write_back(self, dm: DeviceModel, members: int = 1) -> int:
         """Start the HBM writes of dirty lines L2 just evicted (nobody waits for them, but they
-        take HBM bandwidth from everyone); returns their bytes."""
+        take HBM bandwidth from everyone); returns their bytes. After a block class's transfer:
+        one write per member, as its members' own transfers would have started."""
         wb = dm.l2.take_writeback()
         if wb:
-            dm.net.start(wb, float("inf"), ((dm.res_hbm, 1.0),))
+            dm.net.start(wb / members, float("inf"), ((dm.res_hbm, 1.0),), count=members)
         return wb
 
     # ----- prefetch into L2 (npu_prefetch) -----

@@ -17,8 +17,10 @@ payload byte: bus bytes / payload on L2; on HBM, for reads the whole lines its m
 of 32 bytes that misses costs HBM a 512-byte line); writes load HBM only later, when their dirty
 lines are evicted (a background flow of the evicted bytes). Rates are max-min fair (progressive filling):
 all unfrozen flows rise together until a flow reaches its cap or a resource saturates; those
-flows freeze and the rest continue. Rates are recomputed whenever a flow starts or ends; between
-such events every flow moves at a constant rate, so completion times are exact.
+flows freeze and the rest continue. Rates are recomputed once per instant at which flows start or
+end (after every other event of that instant, so blocks in lockstep cost one re-balance, not one
+per transfer); between such instants every flow moves at a constant rate, so completion times are
+exact. A flow may stand for ``count`` identical transfers (the members of a block class).
 
 Invariant: the sum over flows of rate x demand never exceeds a resource's capacity.
 """
@@ -132,10 +134,11 @@ class Flow:
     """One transfer. Its progress is kept by its group: it is done when the group's progress
     reaches ``finish``."""
 
-    __slots__ = ("finish", "group", "event", "limited", "on_done", "payload")
+    __slots__ = ("finish", "group", "event", "limited", "on_done", "payload", "count")
 
-    def __init__(self, payload: float, event, on_done):
+    def __init__(self, payload: float, event, on_done, count: int = 1):
         self.payload = payload
+        self.count = count        # identical transfers this flow stands for (a block class's members)
         self.finish = 0.0
         self.group = None
         self.event = event
@@ -147,7 +150,7 @@ class _Group:
     """Flows with the same cap and demands: they always get the same rate, so one progress
     counter (payload bytes per flow moved so far) serves them all."""
 
-    __slots__ = ("key", "cap", "demand", "progress", "heap", "rate", "limiter", "limited", "seq")
+    __slots__ = ("key", "cap", "demand", "progress", "heap", "rate", "limiter", "limited", "seq", "n")
 
     def __init__(self, key):
         self.key = key
@@ -158,7 +161,12 @@ class _Group:
         self.limiter = -1
         self.limited: dict = collections.defaultdict(float)
         self.seq = 0
+        self.n = 0                      # transfers in the group (a flow may stand for several)
 
+
+# The same-instant re-balance runs after every ordinary event of its instant (simpy sorts events at
+# one time by priority: URGENT 0, NORMAL 1).
+_LAST = 2
 
 # Demands are kept to 1/64 of a byte per payload byte, so flows that differ only in the last
 # percent of their L2 hit fraction share a group (and a rate computation). A modelling resolution,
@@ -191,6 +199,8 @@ class FluidNetwork:
         # are active, and start afresh when the network is idle), with the groups of each part
         self._parent: dict[int, int] = {}
         self._members: dict[int, set] = {}
+        self._dirty: set[int] = set()          # resources whose flows changed at this instant
+        self._flush_pending = False
 
     def add_resource(self, name: str, capacity: float, sampled: bool = False) -> int:
         if capacity <= 0:
@@ -208,9 +218,10 @@ class FluidNetwork:
     def busy(self) -> bool:
         return bool(self.groups)
 
-    def start(self, payload: float, cap: float, demand, on_done: Callable | None = None) -> simpy.Event:
+    def start(self, payload: float, cap: float, demand, on_done: Callable | None = None, count: int = 1) -> simpy.Event:
         """Start a flow of ``payload`` bytes capped at ``cap`` bytes/cycle, loading each resource of
-        ``demand`` ((resource, bytes per payload byte), ...); the event fires with the Flow when done."""
+        ``demand`` ((resource, bytes per payload byte), ...); the event fires with the Flow when done.
+        ``count``: the flow stands for that many identical transfers (each at the flow's rate)."""
         ev = self.env.event()
         if payload <= 0:
             ev.succeed(None)
@@ -222,16 +233,33 @@ class FluidNetwork:
         if g is None:
             g = self.groups[key] = _Group(key)
             self._join(g)
-        f = Flow(payload, ev, on_done)
+        f = Flow(payload, ev, on_done, count)
         f.group = g
         f.finish = g.progress + payload
         f.limited = dict(g.limited)
         g.seq += 1
+        g.n += count
         heapq.heappush(g.heap, (f.finish, g.seq, f))
-        res = [r for r, _ in g.demand]
-        self._reallocate(res)
-        self._schedule(res)
+        self._touch(r for r, _ in g.demand)
         return ev
+
+    def _touch(self, resources) -> None:
+        """Note resources whose flows changed; their parts of the network are re-balanced once, after
+        every other event of this instant (blocks in lockstep start and end transfers together)."""
+        self._dirty.update(resources)
+        if not self._flush_pending:
+            self._flush_pending = True
+            ev = simpy.Event(self.env)
+            ev.callbacks.append(self._flush)
+            ev._ok, ev._value = True, None
+            self.env.schedule(ev, priority=_LAST, delay=0)
+
+    def _flush(self, _event=None) -> None:
+        self._flush_pending = False
+        touched, self._dirty = self._dirty, set()
+        self._advance()
+        self._reallocate(touched)
+        self._schedule(touched)
 
     def _advance(self) -> None:
         now = self.env.now
@@ -242,7 +270,7 @@ class FluidNetwork:
                 b = g.rate * dt
                 g.progress += b
                 g.limited[g.limiter] += dt
-                c = len(g.heap)
+                c = g.n
                 for r, d in g.demand:
                     moved[r] += b * d * c
         self._last = now
@@ -288,7 +316,7 @@ class FluidNetwork:
         users: dict[int, list] = collections.defaultdict(list)
         order = sorted(groups, key=lambda g: g.cap)
         for i, g in enumerate(order):
-            c = len(g.heap)
+            c = g.n
             for r, d in g.demand:
                 load[r] += d * c
                 users[r].append(i)
@@ -313,7 +341,7 @@ class FluidNetwork:
                 g = order[j]
                 rate = g.cap if which < 0 else lam
                 g.rate, g.limiter = rate, which
-                c = len(g.heap)
+                c = g.n
                 for r, d in g.demand:
                     u = d * rate * c
                     cap_left[r] -= u
@@ -367,11 +395,15 @@ class FluidNetwork:
         for key, g in list(self.groups.items()):
             tol = self.EPS * max(1.0, g.rate)
             while g.heap and g.heap[0][0] - g.progress <= tol:
-                done.append(heapq.heappop(g.heap)[2])
+                f = heapq.heappop(g.heap)[2]
+                g.n -= f.count
+                done.append(f)
                 touched.update(r for r, _ in g.demand)
         if not done:   # floating point: finish the closest one
             g = min(self.groups.values(), key=lambda g: (g.heap[0][0] - g.progress) / g.rate if g.rate else 1e300)
-            done.append(heapq.heappop(g.heap)[2])
+            f = heapq.heappop(g.heap)[2]
+            g.n -= f.count
+            done.append(f)
             touched.update(r for r, _ in g.demand)
         for key, g in list(self.groups.items()):
             if not g.heap:
@@ -380,8 +412,8 @@ class FluidNetwork:
         if not self.groups:          # idle: every part of the network starts afresh
             self._parent.clear()
             self._members.clear()
-        self._reallocate(touched)
-        self._schedule(touched)
+        self._version += 1           # the old wake-up is spent; the flush schedules the next
+        self._touch(touched)
         for f in done:
             g = f.group
             f.limited = {k: v - f.limited.get(k, 0.0) for k, v in g.limited.items()}

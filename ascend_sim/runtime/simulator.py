@@ -64,13 +64,16 @@ class Simulator:
         memoize: replay a kernel the engine has already simulated when it meets the same plan and
             the same L2 residency of its inputs (as one fluid flow that still shares HBM). Default:
             on unless trace="pipe" (a replay has no instructions to show).
+        accelerate: time what repeats once (block classes: blocks identical up to their GM offsets
+            that start together run as one; see engine.py). False simulates every block on its own:
+            the reference the accelerated paths are held to (within 1%).
         topology: the links between the ranks' devices: a ``Topology`` or a description dict
             (``ascend_sim.hw.topology.from_description``); default: the chip's usual machine (A2
             servers of 8 with HCCS mesh and RoCE between them, an A3 supernode, PCIe cards).
     """
 
     def __init__(self, chip: "str | ChipSpec" = "Ascend910B2", world_size: int = 1, mode: str = "full",
-                 trace: str = "pipe", memoize: bool | None = None, topology=None):
+                 trace: str = "pipe", memoize: bool | None = None, topology=None, accelerate: bool = True):
         self.chip = get_chip(chip)
         if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
             raise ValueError(f"Simulator: world_size must be a positive integer, got {world_size!r}")
@@ -81,6 +84,7 @@ class Simulator:
         self.mode = mode
         self.trace = trace
         self.memoize = memoize
+        self.accelerate = bool(accelerate)
         self.world_size = world_size
         self.devices = [Device(self, r, self.chip) for r in range(world_size)]
         from ..hw.topology import Topology, default_topology, from_description
@@ -263,7 +267,7 @@ class Simulator:
         if self._engine is None:
             from ..engine import Engine
             self._engine = Engine(self.chip, self.world_size, trace=self.trace, memoize=self.memoize,
-                                  topology=self.topology)
+                                  topology=self.topology, accelerate=self.accelerate)
             self._timeline = self._engine.timeline
         return self._engine
 
