@@ -13,10 +13,10 @@ import ladder: numpy and ml_dtypes only) and nothing else of the simulator.
 from .aicpu import AICpuWork, aicpu_plan
 from .indexed import IndexList, IndexPattern, IndexSummary
 from .pipes import AIC_PIPES, AIV_PIPES, LANE_NAMES, Buf, Pipe
-from .program import (BARRIER, COMPUTE, CORE_TYPES, GM, KIND_NAMES, SET, WAIT, XSET, XWAIT, CommStep, GMAccess,
-                      ISAError, KernelPlan, Program, ProgramBuilder, WaitComm)
+from .program import (BARRIER, COMPUTE, CORE_TYPES, GM, KIND_NAMES, SET, WAIT, XSET, XWAIT, AccessRecorder, CommStep,
+                      GMAccess, ISAError, KernelPlan, Program, ProgramBuilder, WaitComm, class_programs)
 
 __all__ = ["Pipe", "Buf", "LANE_NAMES", "AIC_PIPES", "AIV_PIPES", "Program", "ProgramBuilder", "KernelPlan",
            "GMAccess", "ISAError", "CORE_TYPES", "COMPUTE", "GM", "SET", "WAIT", "BARRIER", "XSET", "XWAIT",
            "KIND_NAMES", "CommStep", "WaitComm", "IndexList", "IndexPattern", "IndexSummary", "AICpuWork",
-           "aicpu_plan"]
+           "aicpu_plan", "AccessRecorder", "class_programs"]

@@ -257,6 +257,8 @@ class ProgramBuilder:
     """Emits a block's instructions with their costs on ``chip``. Buffer operands are (address,
     bytes) pairs inside the core's own buffers; GM operands name a tensor of the plan."""
 
+    records_only = False        # True on an AccessRecorder: GM accesses are all that is kept
+
     def __init__(self, chip: ChipSpec, core: str):
         if core not in ("AIC", "AIV"):
             raise ISAError(f"ProgramBuilder: core must be 'AIC' or 'AIV', got {core!r}")
@@ -611,3 +613,52 @@ class ProgramBuilder:
 
     def build(self) -> Program:
         return self.prog
+
+
+def _no_instruction(self, *args, **kwargs) -> int:
+    return -1
+
+
+class AccessRecorder(ProgramBuilder):
+    """A builder that keeps only the GM accesses: what another member of a block class needs (its
+    instructions are its class representative's, see :func:`class_programs`). On-core work, sync
+    and operand checks cost nothing here; ``records_only`` lets a template skip loops that emit
+    on-core work only."""
+
+    records_only = True
+
+    def check(self, name, buf, addr, nbytes) -> None:
+        pass
+
+    def _gm(self, pipe, name, acc, latency) -> int:
+        self.prog.accesses.append(acc)
+        return len(self.prog.accesses) - 1
+
+    load_l1 = mmad = fixpipe_to_l1 = copy_ub_to_l1 = vector = _vinstr = vgather = vcmp = vsel = _no_instruction
+    vsort32 = vmrgsort4 = ub_copy = scalar = set_flag = wait_flag = pipe_barrier = _no_instruction
+    cross_set = cross_wait = _emit = _no_instruction
+
+
+
+def class_programs(chip: ChipSpec, core: str, items, shape, emit) -> list[Program]:
+    """One program per element of ``items``, ``emit(builder, item)`` building it. Items of equal
+    ``shape(item)`` must emit the same instructions but for their GM offsets (the template's
+    promise: the shape holds everything else they depend on): the first of each shape is built in
+    full, the others record their GM accesses only and share its instructions -- one block class
+    (engine.py simulates a class once). ``shape`` None: every item built in full."""
+    out, reps = [], {}
+    for item in items:
+        key = None if shape is None else shape(item)
+        rep = reps.get(key) if key is not None else None
+        if rep is None:
+            b = ProgramBuilder(chip, core)
+            emit(b, item)
+            prog = b.build()
+            if key is not None:
+                reps[key] = prog
+        else:
+            r = AccessRecorder(chip, core)
+            emit(r, item)
+            prog = rep.with_accesses(r.prog.accesses)
+        out.append(prog)
+    return out

@@ -682,21 +682,23 @@ class Engine:
         l2 = dm.l2
         members = len(accs)
         per_payload = acc.bus_bytes / acc.payload
-        if acc.write:
-            for a in accs:
-                l2.access(l2.lines(base, a.offset, a.rows, a.row_bytes, a.stride), write=True)  # write-back
+        if members > 1:
+            touched, hits = l2.access_members(base, [a.offset for a in accs], acc.rows, acc.row_bytes, acc.stride,
+                                              write=acc.write)
+        else:
+            idx = l2.lines(base, acc.offset, acc.rows, acc.row_bytes, acc.stride)
+            touched, hits = (len(idx),), (l2.access(idx, write=acc.write),)
+        if acc.write:        # write-back: HBM sees the lines when they are evicted
             by_fill = {0: members}
             lat = self._lat_write
             st.bytes_written += acc.payload * members
         else:
             by_fill: dict[int, int] = {}      # lines filled from HBM -> members
-            for a in accs:
-                idx = l2.lines(base, a.offset, a.rows, a.row_bytes, a.stride)
-                h = l2.access(idx)
-                miss = len(idx) - h
+            for n, h in zip(touched, hits):
+                miss = int(n - h)
                 by_fill[miss] = by_fill.get(miss, 0) + 1
-                st.read_lines += len(idx)
-                st.hit_lines += h
+                st.read_lines += int(n)
+                st.hit_lines += int(h)
             # a miss fills its whole line from HBM, whatever part of it the access wanted; a class
             # waits for HBM if any member missed
             lat = self._lat_read + (self._lat_miss if max(by_fill) else 0.0)
@@ -790,11 +792,19 @@ class Engine:
     def _write_back(self, dm: DeviceModel, members: int = 1) -> int:
         """Start the HBM writes of dirty lines L2 just evicted (nobody waits for them, but they
         take HBM bandwidth from everyone); returns their bytes. After a block class's transfer:
-        one write per member, as its members' own transfers would have started."""
-        wb = dm.l2.take_writeback()
-        if wb:
-            dm.net.start(wb / members, float("inf"), ((dm.res_hbm, 1.0),), count=members)
-        return wb
+        each member's own write-back, as its transfer alone would have started it."""
+        if members == 1:
+            wb = dm.l2.take_writeback()
+            if wb:
+                dm.net.start(wb, float("inf"), ((dm.res_hbm, 1.0),))
+            return wb
+        sizes: dict[int, int] = {}
+        for b in dm.l2.take_member_writebacks():
+            if b:
+                sizes[b] = sizes.get(b, 0) + 1
+        for b, count in sizes.items():
+            dm.net.start(b, float("inf"), ((dm.res_hbm, 1.0),), count=count)
+        return sum(b * count for b, count in sizes.items())
 
     # ----- prefetch into L2 (npu_prefetch) -----
     def prefetch(self, dm: DeviceModel, base: int, nbytes: int, piece: int):

@@ -42,6 +42,7 @@ class L2Cache:
         self.dirty = np.zeros(1 << 16, np.bool_)
         self.present = 0
         self._writeback = 0
+        self._wb_members: list[int] = []
         self.clock = 0
         self._log: collections.deque = collections.deque()
 
@@ -60,6 +61,64 @@ class L2Cache:
         if stride < (span + 1) * L:            # rows may share lines
             idx = np.unique(idx)
         return idx
+
+    def access_members(self, base: int, offsets, rows: int, row_bytes: int, stride: int,
+                       write: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The same 2-D access (see :meth:`lines`) by several members of a block class at
+        ``offsets``, in member order, as one vectorised step: (lines touched, lines present) per
+        member. A line an earlier member just brought in is a hit for the later ones, as it would be
+        were each member's access made on its own, one after another."""
+        L = self.line
+        offsets = np.asarray(offsets, dtype=np.int64)
+        m = len(offsets)
+        starts = (base + offsets)[:, None] + np.arange(rows, dtype=np.int64)[None, :] * stride
+        first = starts // L
+        last = (starts + row_bytes - 1) // L
+        span = int((last - first).max()) + 1
+        idx = first[:, :, None] + np.arange(span, dtype=np.int64)
+        idx = np.where(idx <= last[:, :, None], idx, -1).reshape(m, -1)
+        if rows > 1 and stride < (span + 1) * L:          # rows of a member may share lines
+            idx.sort(axis=1)
+            dup = np.zeros(idx.shape, dtype=bool)
+            dup[:, 1:] = idx[:, 1:] == idx[:, :-1]
+            idx[dup] = -1
+        valid = idx >= 0
+        owner = np.broadcast_to(np.arange(m)[:, None], idx.shape)[valid]
+        flat = idx[valid]
+        touched = np.bincount(owner, minlength=m)
+        top = int(flat.max())
+        if top >= len(self.stamps):
+            self._grow(top)
+        uniq, first_at = np.unique(flat, return_index=True)
+        old = self.stamps[uniq] != 0
+        present = np.ones(len(flat), dtype=bool)           # later members' repeats are hits
+        present[first_at] = old
+        hits = np.bincount(owner, weights=present, minlength=m).astype(np.int64)
+        # LRU as if the members had gone one after another: member i's lines get stamp clock + 1 + i
+        # (a line several members touch keeps the last one's), one log record per member
+        _, last_r = np.unique(flat[::-1], return_index=True)
+        c0 = self.clock + 1
+        self.stamps[uniq] = c0 + owner[len(flat) - 1 - last_r]
+        self.clock += m
+        if write:
+            self.dirty[uniq] = True
+        # then, member by member, what its own access would have evicted (dirty lines: its write-back)
+        new = np.bincount(owner[first_at[~old]], minlength=m)
+        wb = self._wb_members
+        wb.clear()
+        for i, lines in enumerate(np.split(flat, np.cumsum(touched)[:-1])):
+            self._log.append((c0 + i, lines))
+            self.present += int(new[i])
+            if self.present > self.capacity:
+                self._evict()
+            wb.append(self._writeback * self.line)
+            self._writeback = 0
+        return touched, hits
+
+    def take_member_writebacks(self) -> list[int]:
+        """Bytes each member of the last :meth:`access_members` call evicted dirty (HBM owes them)."""
+        out, self._wb_members = self._wb_members, []
+        return out
 
     def _grow(self, top: int) -> None:
         n = max(top + 1, len(self.stamps) * 3 // 2)

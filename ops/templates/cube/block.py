@@ -65,6 +65,12 @@ class BlockMmad:
         k_span = -(-gemm.k // t.split_k)
         self.k_span = -(-k_span // self.k_l1) * self.k_l1
 
+    def shape(self, work) -> tuple:
+        """What :meth:`run`'s instructions depend on apart from GM offsets: each tile's sizes."""
+        g, t = self.g, self.t
+        return tuple((min(t.base_m, g.m - mi * t.base_m), min(t.base_n, g.n - ni * t.base_n), kp)
+                     for (_, mi, ni, kp) in work)
+
     def run(self, b: ProgramBuilder, work) -> None:
         """The tiles ``work`` [(batch, m tile, n tile, k part)] in order, on fresh buffers."""
         g, t, tile = self.g, self.t, self.tile
@@ -93,7 +99,7 @@ class BlockMmad:
                 tile.gm_to_l1(b, g.b, b_addr, bi, k_lo, kl, n_lo, n)
                 b.set_flag(MTE2, MTE1, buf1)
                 b.wait_flag(MTE2, MTE1, buf1)
-                for ks in range(0, kl, t.base_k):
+                for ks in range(0, 0 if b.records_only else kl, t.base_k):    # on-core work only
                     kk = min(t.base_k, kl - ks)
                     buf0 = i0 % t.l0_buffers
                     if i0 >= t.l0_buffers:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ascend_sim.isa import KernelPlan, ProgramBuilder
+from ascend_sim.isa import KernelPlan, class_programs
 
 from .block import BlockMmad, Gemm, drain
 from .tile import TileCopy
@@ -84,15 +84,18 @@ def cube_kernel(name: str, chip, gemms: list[Gemm], t: MatmulTiling, *, schedule
     scheduler = scheduler or (SwizzleScheduler() if len(gemms) == 1 else GroupedScheduler())
     tile = tile or TileCopy()
     blocks_of = [BlockMmad(chip, g, t, tile) for g in gemms]
-    blocks = []
-    for lane in scheduler.segments(chip, gemms, t):
-        b = ProgramBuilder(chip, "AIC")
+
+    def emit(b, lane):
         for s, (j, work) in enumerate(lane):
             if s:
                 drain(b, since)
             since = len(b.prog.kind)
             blocks_of[j].run(b, work)
-        blocks.append([b.build()])
+
+    def shape(lane):       # cores whose tiles have the same sizes run one program at other offsets
+        return tuple((j, blocks_of[j].shape(work)) for j, work in lane) if tile.position_independent else None
+
+    blocks = [[p] for p in class_programs(chip, "AIC", scheduler.segments(chip, gemms, t), shape, emit)]
     tensors = tuple(dict.fromkeys(x for g in gemms for x in g.tensors))
     flops = sum(2.0 * g.batch * g.m * g.n * g.k for g in gemms)
     return KernelPlan(name, "AIC", blocks, tensors=tensors, tiling=dataclasses.replace(t, block_dim=len(blocks)),

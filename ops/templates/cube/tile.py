@@ -24,6 +24,10 @@ def _ceil_to(v: float, q: int) -> int:
 class TileCopy:
     """The copies, MMAD and FIXPIPE of one tile (CATLASS's tile layer)."""
 
+    # the instructions of a tile depend on its sizes, not on where it is (cores whose tiles have
+    # the same sizes are one block class); a variant emitting by position says False
+    position_independent = True
+
     # ----- GM -> L1 -----
     def gm_to_l1(self, b: ProgramBuilder, op: Operand, addr: int, batch: int, r0: int, nr: int, c0: int,
                  nc: int) -> None:
