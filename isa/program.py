@@ -101,6 +101,10 @@ class Program:
         return self._columns(), tuple((a.tensor, a.rows, a.row_bytes, a.stride, a.write, a.payload, a.bus_bytes, a.path_cycles,
                           a.path, a.index) for a in self.accesses)
 
+    def gm_pipes(self) -> list[int]:
+        """The pipe of each GM access, in order."""
+        return [p for k, p in zip(self.kind, self.pipe) if k == GM]
+
     def _columns(self) -> tuple:
         ck = self._columns_key
         if ck is None:
@@ -630,9 +634,24 @@ class AccessRecorder(ProgramBuilder):
     def check(self, name, buf, addr, nbytes) -> None:
         pass
 
+    def __init__(self, chip: ChipSpec, core: str):
+        super().__init__(chip, core)
+        self.gm_pipes: list[int] = []
+
     def _gm(self, pipe, name, acc, latency) -> int:
         self.prog.accesses.append(acc)
+        self.gm_pipes.append(int(pipe))
         return len(self.prog.accesses) - 1
+
+    def program_like(self, rep: Program) -> Program | None:
+        """The recorded member as ``rep`` at its own GM offsets -- None when its GM accesses do not
+        line up with rep's (another count, pipe or path: the shape promised too much), in which
+        case the caller builds it in full."""
+        accs = self.prog.accesses
+        if len(accs) != len(rep.accesses) or self.gm_pipes != rep.gm_pipes() or any(
+                a.path != r.path or a.write != r.write for a, r in zip(accs, rep.accesses)):
+            return None
+        return rep.with_accesses(accs)
 
     load_l1 = mmad = fixpipe_to_l1 = copy_ub_to_l1 = vector = _vinstr = vgather = vcmp = vsel = _no_instruction
     vsort32 = vmrgsort4 = ub_copy = scalar = set_flag = wait_flag = pipe_barrier = _no_instruction
@@ -650,15 +669,16 @@ def class_programs(chip: ChipSpec, core: str, items, shape, emit) -> list[Progra
     for item in items:
         key = None if shape is None else shape(item)
         rep = reps.get(key) if key is not None else None
-        if rep is None:
+        prog = None
+        if rep is not None:
+            r = AccessRecorder(chip, core)
+            emit(r, item)
+            prog = r.program_like(rep)
+        if prog is None:
             b = ProgramBuilder(chip, core)
             emit(b, item)
             prog = b.build()
-            if key is not None:
+            if key is not None and rep is None:
                 reps[key] = prog
-        else:
-            r = AccessRecorder(chip, core)
-            emit(r, item)
-            prog = rep.with_accesses(r.prog.accesses)
         out.append(prog)
     return out

@@ -66,8 +66,9 @@ class L2Cache:
                        write: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The same 2-D access (see :meth:`lines`) by several members of a block class at
         ``offsets``, in member order, as one vectorised step: (lines touched, lines present) per
-        member. A line an earlier member just brought in is a hit for the later ones, as it would be
-        were each member's access made on its own, one after another."""
+        member. A line an earlier member just brought in is a hit for the later ones, and LRU
+        order, evictions and write-backs are as if each member's access had been made on its own,
+        one after another."""
         L = self.line
         offsets = np.asarray(offsets, dtype=np.int64)
         m = len(offsets)
@@ -76,43 +77,66 @@ class L2Cache:
         last = (starts + row_bytes - 1) // L
         span = int((last - first).max()) + 1
         idx = first[:, :, None] + np.arange(span, dtype=np.int64)
-        idx = np.where(idx <= last[:, :, None], idx, -1).reshape(m, -1)
+        dense = bool((last - first == span - 1).all())       # every row covers span lines
+        if not dense:
+            idx = np.where(idx <= last[:, :, None], idx, -1)
+        idx = idx.reshape(m, -1)
         if rows > 1 and stride < (span + 1) * L:          # rows of a member may share lines
             idx.sort(axis=1)
             dup = np.zeros(idx.shape, dtype=bool)
             dup[:, 1:] = idx[:, 1:] == idx[:, :-1]
             idx[dup] = -1
-        valid = idx >= 0
-        owner = np.broadcast_to(np.arange(m)[:, None], idx.shape)[valid]
-        flat = idx[valid]
-        touched = np.bincount(owner, minlength=m)
-        top = int(flat.max())
+            dense = False
+        lo, hi = first[:, 0], last[:, -1]
+        order = np.argsort(lo, kind="stable")
+        disjoint = bool((hi[order[:-1]] < lo[order[1:]]).all())   # no line is two members'
+        if dense:
+            flat = idx.ravel()
+            owner = np.repeat(np.arange(m), idx.shape[1])
+            touched = np.full(m, idx.shape[1], dtype=np.int64)
+        else:
+            valid = idx >= 0
+            owner = np.broadcast_to(np.arange(m)[:, None], idx.shape)[valid]
+            flat = idx[valid]
+            touched = np.bincount(owner, minlength=m)
+        top = int(hi.max())
         if top >= len(self.stamps):
             self._grow(top)
-        uniq, first_at = np.unique(flat, return_index=True)
-        old = self.stamps[uniq] != 0
-        present = np.ones(len(flat), dtype=bool)           # later members' repeats are hits
-        present[first_at] = old
-        hits = np.bincount(owner, weights=present, minlength=m).astype(np.int64)
-        # LRU as if the members had gone one after another: member i's lines get stamp clock + 1 + i
-        # (a line several members touch keeps the last one's), one log record per member
-        _, last_r = np.unique(flat[::-1], return_index=True)
         c0 = self.clock + 1
-        self.stamps[uniq] = c0 + owner[len(flat) - 1 - last_r]
+        if disjoint:
+            uniq = flat
+            old = self.stamps[flat] != 0
+            hits = np.bincount(owner, weights=old, minlength=m).astype(np.int64)
+            new = touched - hits
+            self.stamps[flat] = c0 + owner
+        else:
+            uniq, first_at = np.unique(flat, return_index=True)
+            old = self.stamps[uniq] != 0
+            present = np.ones(len(flat), dtype=bool)           # later members' repeats are hits
+            present[first_at] = old
+            hits = np.bincount(owner, weights=present, minlength=m).astype(np.int64)
+            new = np.bincount(owner[first_at[~old]], minlength=m)
+            # member i's lines get stamp c0 + i (a line several members touch keeps the last one's)
+            _, last_r = np.unique(flat[::-1], return_index=True)
+            self.stamps[uniq] = c0 + owner[len(flat) - 1 - last_r]
         self.clock += m
         if write:
             self.dirty[uniq] = True
         # then, member by member, what its own access would have evicted (dirty lines: its write-back)
-        new = np.bincount(owner[first_at[~old]], minlength=m)
         wb = self._wb_members
         wb.clear()
-        for i, lines in enumerate(np.split(flat, np.cumsum(touched)[:-1])):
-            self._log.append((c0 + i, lines))
+        per_member = list(idx) if dense else np.split(flat, np.cumsum(touched)[:-1])
+        log = self._log
+        cap = self.capacity
+        for i, lines in enumerate(per_member):
+            log.append((c0 + i, lines))
             self.present += int(new[i])
-            if self.present > self.capacity:
+            if self.present > cap:
                 self._evict()
-            wb.append(self._writeback * self.line)
-            self._writeback = 0
+                wb.append(self._writeback * L)
+                self._writeback = 0
+            else:
+                wb.append(0)
         return touched, hits
 
     def take_member_writebacks(self) -> list[int]:

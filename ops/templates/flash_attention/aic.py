@@ -14,10 +14,11 @@ EV_P = 2                 # P buffers 2, 3
 EV_KV = KV_EVENT_BASE    # K/V ring 4..4+kv_buffers-1
 
 
-def aic_program(chip, ctx: BlockContext):
+def aic_program(chip, ctx: BlockContext, b: ProgramBuilder | None = None):
+    """The block's AIC program (into ``b``: a builder, or an AccessRecorder for a block class member)."""
     p, t, sz, fl, units = ctx.p, ctx.t, ctx.sz, ctx.flags, ctx.units
     g = sz.grain
-    b = ProgramBuilder(chip, "AIC")
+    b = b or ProgramBuilder(chip, "AIC")
     m0 = chip.cube.m0
     qk, pv = p.qk_dtype, p.p_dtype
     steps = ctx.steps

@@ -11,12 +11,12 @@ from .units import BlockContext, Unit, elem_access, q_rows
 MTE2, MTE3, V = Pipe.MTE2, Pipe.MTE3, Pipe.VECTOR
 
 
-def aiv_program(chip, ctx: BlockContext, a: int):
-    """The program of AIV ``a`` of the block."""
+def aiv_program(chip, ctx: BlockContext, a: int, b: ProgramBuilder | None = None):
+    """The program of AIV ``a`` of the block (into ``b``: a builder, or an AccessRecorder)."""
     p, t, sz, fl, units = ctx.p, ctx.t, ctx.sz, ctx.flags, ctx.units
     g = sz.grain
     per_row = g.f32_per_block                        # per-row scalars, one block each
-    b = ProgramBuilder(chip, "AIV")
+    b = b or ProgramBuilder(chip, "AIV")
     # Each AIV takes its own event ids: the engine keeps one set of flags per block, so two AIVs
     # waiting on the same (pipe, pipe, id) would answer each other's sets.
     ev = a * AIV_EVENT_IDS
