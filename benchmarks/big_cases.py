@@ -1,0 +1,84 @@
+"""The big configurations that tests were shrunk from (issue 10, "A test suite that fits").
+
+`make test` runs each of these properties at the smallest case that still discriminates; this
+script runs the original, larger configurations through the same helpers as the tests and prints
+what they measure, whether the test's property holds there too, and the wall seconds of each case
+(wall time is reported, never asserted). Not a test: run it by hand,
+
+    python benchmarks/big_cases.py [--case NAME ...] [--list]
+
+The test helpers are imported from the test files themselves (tests/ is not a package), so a case
+here and its test cannot drift apart.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MiB = 1 << 20
+_loaded: dict[str, object] = {}
+
+
+def tests(relpath: str):
+    """The test module at tests/<relpath>, imported by file path (once)."""
+    if relpath not in _loaded:
+        path = ROOT / "tests" / relpath
+        spec = importlib.util.spec_from_file_location("big_cases_" + path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        _loaded[relpath] = mod
+    return _loaded[relpath]
+
+
+# ------------------------------------------------------------------------------------- the cases
+# Each returns (what it measured, does the test's property hold).
+
+def matmul_overlaps_all_reduce():
+    t = tests("distributed/test_comm_timing.py")
+    ar, mm = t.matmul_beside_all_reduce(8, 4096, 64 * MiB)
+    ov = t.overlap_us(ar, mm)
+    holds = (ar.stream == "hccl" and mm.stream == "default"
+             and ov > 0.5 * min(mm.duration_us, ar.duration_us))
+    return (f"all_reduce 128 MiB {ar.duration_us:.1f} us, matmul {mm.duration_us:.1f} us, "
+            f"overlap {ov:.1f} us"), holds
+
+
+# name: (the test it stands behind, the big configuration, function)
+CASES = {
+    "matmul_overlaps_all_reduce": (
+        "distributed/test_comm_timing.py::test_a_matmul_overlaps_an_all_reduce_on_the_comm_stream",
+        "8 ranks, 4096^3 fp16 matmul beside an async all_reduce of 128 MiB (test: 8 x 2048^3 + 16 MiB)",
+        matmul_overlaps_all_reduce),
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", action="append", choices=sorted(CASES), help="run only these (repeatable)")
+    ap.add_argument("--list", action="store_true", help="list the cases and the tests they stand behind")
+    args = ap.parse_args(argv)
+    if args.list:
+        for name, (test, config, _) in CASES.items():
+            print(f"{name}\n    test:   {test}\n    config: {config}")
+        return 0
+    rows = []
+    for name in args.case or list(CASES):
+        test, config, fn = CASES[name]
+        t0 = time.perf_counter()
+        result, holds = fn()
+        wall = time.perf_counter() - t0
+        rows.append((name, config, result, "yes" if holds else "NO", f"{wall:.1f}"))
+        print(f"{name}: {result} -- property holds: {'yes' if holds else 'NO'} ({wall:.1f} s)",
+              file=sys.stderr, flush=True)
+    print("\n| case | configuration | result | property holds | wall s |\n|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    return 0 if all(r[3] == "yes" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
