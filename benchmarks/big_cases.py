@@ -47,12 +47,29 @@ def matmul_overlaps_all_reduce():
             f"overlap {ov:.1f} us"), holds
 
 
+def fused_all_reduce_pipelines():
+    t = tests("ops/test_comm_matmul.py")
+    f, seq, mm, ar = t.fused_all_reduce_reports(4096, 1024, 4096)
+    ops = t.on(f)
+    comm = [o for o in ops if o.stream == "hccl"]
+    kern = [o for o in ops if o.stream == "default"]
+    holds = (seq.total_us > f.total_us >= max(mm.total_us, ar.total_us)
+             and 0.5 < mm.total_us / ar.total_us < 2 and len(comm) >= 2
+             and any(c.start_us < k_.end_us and k_.start_us < c.end_us for c in comm for k_ in kern))
+    return (f"fused {f.total_us:.1f} us in {len(comm)} chunks, matmul then all_reduce {seq.total_us:.1f} us, "
+            f"matmul {mm.total_us:.1f} us, all_reduce {ar.total_us:.1f} us"), holds
+
+
 # name: (the test it stands behind, the big configuration, function)
 CASES = {
     "matmul_overlaps_all_reduce": (
         "distributed/test_comm_timing.py::test_a_matmul_overlaps_an_all_reduce_on_the_comm_stream",
         "8 ranks, 4096^3 fp16 matmul beside an async all_reduce of 128 MiB (test: 8 x 2048^3 + 16 MiB)",
         matmul_overlaps_all_reduce),
+    "fused_all_reduce_pipelines": (
+        "ops/test_comm_matmul.py::test_fused_all_reduce_pipelines_compute_and_communication",
+        "8 ranks, npu_mm_all_reduce_base 4096 x 1024 x 4096 fp16 (test: 2048 x 1024 x 2048)",
+        fused_all_reduce_pipelines),
 }
 
 
