@@ -60,6 +60,15 @@ def fused_all_reduce_pipelines():
             f"matmul {mm.total_us:.1f} us, all_reduce {ar.total_us:.1f} us"), holds
 
 
+def softmax_1gib_bandwidth():
+    row, numel, chip = tests("ops/test_softmax.py").masked_softmax_row((8, 16, 2048, 2048))
+    gbps = (row.bytes_read + row.bytes_written) / (row.duration_us * 1e3)
+    holds = (row.bytes_written == numel * 2 and row.bytes_read == numel * 3
+             and gbps >= 0.6 * chip.memory.hbm_bandwidth_GBps and row.block_dim == chip.vector_cores)
+    return (f"{row.duration_us:.1f} us, {gbps:.0f} GB/s of HBM {chip.memory.hbm_bandwidth_GBps:.0f}, "
+            f"{row.block_dim} blocks"), holds
+
+
 # name: (the test it stands behind, the big configuration, function)
 CASES = {
     "matmul_overlaps_all_reduce": (
@@ -70,6 +79,10 @@ CASES = {
         "ops/test_comm_matmul.py::test_fused_all_reduce_pipelines_compute_and_communication",
         "8 ranks, npu_mm_all_reduce_base 4096 x 1024 x 4096 fp16 (test: 2048 x 1024 x 2048)",
         fused_all_reduce_pipelines),
+    "softmax_1gib_bandwidth": (
+        "ops/test_softmax.py::test_large_softmax_reaches_hbm_bandwidth",
+        "npu_scaled_masked_softmax of x (8, 16, 2048, 2048) fp16 = 1 GiB (test: (2, 16, 2048, 2048) = 256 MiB)",
+        softmax_1gib_bandwidth),
 }
 
 
