@@ -69,6 +69,16 @@ def softmax_1gib_bandwidth():
             f"{row.block_dim} blocks"), holds
 
 
+def flash_attention_quadratic():
+    t = tests("ops/test_attention.py")
+    t1, t2, c2, _ = t.quadratic_growth_rows(4096, 2)
+    grow, causal = t2.duration_us / t1.duration_us, c2.duration_us / t2.duration_us
+    holds = (3.5 <= grow <= 4.3 and 0.4 <= causal <= 0.6 and t2.block_dim == t.get_chip("Ascend910B2").cores.aic
+             and abs(t2.flops / (4 * 2 * 8192 ** 2 * 128) - 1) < 1e-6 and c2.flops < 0.55 * t2.flops)
+    return (f"S=4096 {t1.duration_us:.1f} us, S=8192 {t2.duration_us:.1f} us (x{grow:.2f}), "
+            f"causal {c2.duration_us:.1f} us (x{causal:.2f})"), holds
+
+
 # name: (the test it stands behind, the big configuration, function)
 CASES = {
     "matmul_overlaps_all_reduce": (
@@ -83,6 +93,10 @@ CASES = {
         "ops/test_softmax.py::test_large_softmax_reaches_hbm_bandwidth",
         "npu_scaled_masked_softmax of x (8, 16, 2048, 2048) fp16 = 1 GiB (test: (2, 16, 2048, 2048) = 256 MiB)",
         softmax_1gib_bandwidth),
+    "flash_attention_quadratic": (
+        "ops/test_attention.py::test_time_grows_quadratically_and_causal_is_half_the_work",
+        "npu_fusion_attention B1 N2 D128, S 4096 -> 8192, causal at 8192 (test: N3, S 2048 -> 4096)",
+        flash_attention_quadratic),
 }
 
 
