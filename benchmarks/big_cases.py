@@ -13,25 +13,29 @@ here and its test cannot drift apart.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import pathlib
 import sys
 import time
+import types
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MiB = 1 << 20
-_loaded: dict[str, object] = {}
+_PKG = "_big_cases_tests"
 
 
 def tests(relpath: str):
-    """The test module at tests/<relpath>, imported by file path (once)."""
-    if relpath not in _loaded:
-        path = ROOT / "tests" / relpath
-        spec = importlib.util.spec_from_file_location("big_cases_" + path.stem, path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        _loaded[relpath] = mod
-    return _loaded[relpath]
+    """The test module at tests/<relpath>, imported once as a submodule of a private package that
+    stands for tests/ (so the tests' relative imports, e.g. ``from .test_attention import ...``,
+    resolve as under pytest)."""
+    parts = [_PKG, *relpath.removesuffix(".py").split("/")]
+    for i in range(1, len(parts)):
+        name = ".".join(parts[:i])
+        if name not in sys.modules:
+            pkg = types.ModuleType(name)
+            pkg.__path__ = [str(ROOT.joinpath("tests", *parts[1:i]))]
+            sys.modules[name] = pkg
+    return importlib.import_module(".".join(parts))
 
 
 # ------------------------------------------------------------------------------------- the cases
@@ -79,6 +83,25 @@ def flash_attention_quadratic():
             f"causal {c2.duration_us:.1f} us (x{causal:.2f})"), holds
 
 
+def decode_linear_in_the_cache():
+    S = 4096
+    a, b, c, f = tests("ops/test_attention_infer.py").decode_linearity_rows(S)
+    kv_bytes = 2 * 8 * 8 * (2 * S) * 128
+    holds = (a.core_type == b.core_type == "MIX" and 1.7 <= b.duration_us / a.duration_us <= 2.3
+             and b.bytes_read >= 2 * kv_bytes and c.bytes_read < 0.6 * b.bytes_read
+             and abs(f.duration_us / b.duration_us - 1) <= 0.05)
+    return (f"IFA 4096 {a.duration_us:.1f} us, 8192 {b.duration_us:.1f} us (x{b.duration_us / a.duration_us:.2f}), "
+            f"int8 reads x{c.bytes_read / b.bytes_read:.2f}, FIA {f.duration_us:.1f} us"), holds
+
+
+def decode_tiling_override():
+    rows = tests("ops/test_attention_infer.py").decode_tiling_override_rows(8192)
+    holds = all("kv_tile=64 " not in base.attrs["tiling"] and "kv_tile=64 " in row.attrs["tiling"]
+                and row.duration_us > base.duration_us for base, row in rows.values())
+    return ", ".join(f"{op.split('_')[1]}: own {base.duration_us:.1f} us, kv_tile=64 {row.duration_us:.1f} us"
+                     for op, (base, row) in rows.items()), holds
+
+
 # name: (the test it stands behind, the big configuration, function)
 CASES = {
     "matmul_overlaps_all_reduce": (
@@ -97,6 +120,14 @@ CASES = {
         "ops/test_attention.py::test_time_grows_quadratically_and_causal_is_half_the_work",
         "npu_fusion_attention B1 N2 D128, S 4096 -> 8192, causal at 8192 (test: N3, S 2048 -> 4096)",
         flash_attention_quadratic),
+    "decode_linear_in_the_cache": (
+        "ops/test_attention_infer.py::test_decode_time_is_linear_in_the_cache_and_int8_reads_half",
+        "npu_incre_flash_attention B8 N32 Nkv8 D128, cache 4096 -> 8192, int8 and FIA at 8192 (test: 2048 -> 4096)",
+        decode_linear_in_the_cache),
+    "decode_tiling_override": (
+        "ops/test_attention_infer.py::test_decode_tiling_is_overridden_through_the_simulator_for_every_inference_op",
+        "IFA and FIA B8 N32 Nkv8 D128 over 8192 keys, own tiling vs kv_tile=64 (test: 2048 keys)",
+        decode_tiling_override),
 }
 
 
