@@ -16,6 +16,7 @@ import argparse
 import importlib
 import pathlib
 import sys
+import tempfile
 import time
 import types
 
@@ -102,6 +103,18 @@ def decode_tiling_override():
                      for op, (base, row) in rows.items()), holds
 
 
+def notebook(name):
+    """Run notebooks/<name> at the sizes its text describes (not the test suite's SMALL sizes)."""
+    def run():
+        t = tests("notebooks/test_notebooks.py")
+        with tempfile.TemporaryDirectory() as d:
+            nb = t.run_notebook(name, d, small=False)
+        checks = [c for c in t._code_cells(nb) if "assert " in c.source]
+        last = t._stream_text(checks[-1]).strip().splitlines() if checks else []
+        return (last[-1] if last else "no output from the checks cell"), t.checks_passed(nb)
+    return run
+
+
 # name: (the test it stands behind, the big configuration, function)
 CASES = {
     "matmul_overlaps_all_reduce": (
@@ -128,6 +141,18 @@ CASES = {
         "ops/test_attention_infer.py::test_decode_tiling_is_overridden_through_the_simulator_for_every_inference_op",
         "IFA and FIA B8 N32 Nkv8 D128 over 8192 keys, own tiling vs kv_tile=64 (test: 2048 keys)",
         decode_tiling_override),
+    "notebook_02": (
+        "notebooks/test_notebooks.py::test_notebook_runs_and_its_checks_pass[02_roofline_of_a_decoder_layer.ipynb]",
+        "notebook 02 as a user runs it: 2048-token prefill (test: ASCEND_SIM_NOTEBOOK_SMALL=1, 512 tokens)",
+        notebook("02_roofline_of_a_decoder_layer.ipynb")),
+    "notebook_03": (
+        "notebooks/test_notebooks.py::test_notebook_runs_and_its_checks_pass[03_gemm_tiling_sweep.ipynb]",
+        "notebook 03 as a user runs it: 2048^3 and 64 x 8192 x 8192 sweeps, 4096^3 check (test: 1024^3, 64 x 8192 x 2048)",
+        notebook("03_gemm_tiling_sweep.ipynb")),
+    "notebook_06": (
+        "notebooks/test_notebooks.py::test_notebook_runs_and_its_checks_pass[06_comm_compute_overlap_tp8.ipynb]",
+        "notebook 06 as a user runs it: TP=8 Llama-3-8B layer, 2048-token prefill (test: 512 tokens)",
+        notebook("06_comm_compute_overlap_tp8.ipynb")),
 }
 
 

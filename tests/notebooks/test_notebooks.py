@@ -8,11 +8,17 @@ tiling of the sweep is at least as fast as the default tiler; 05: npu_prefetch s
 whose weight fits in L2 and not one whose weight does not) -- so a failed check fails this test with
 the cell's error. The notebooks are stored without outputs; that is checked too.
 
+The test sets ASCEND_SIM_NOTEBOOK_SMALL=1: notebooks 02, 03 and 06 then run smaller problems (a
+512-token prefill; a 1024^3 sweep; a 512-token TP=8 layer) with the same checks, to keep `make test`
+short. Run by hand, a notebook uses the sizes its text describes; `python benchmarks/big_cases.py`
+runs those (run_notebook(..., small=False)) and reports whether their checks pass.
+
 Wall time is not asserted (see DESIGN.md, "Performance of the simulator itself"); the per-cell
 timeout only catches hangs.
 """
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 
@@ -60,22 +66,37 @@ def test_notebook_is_stored_without_outputs(name):
     assert "what to try next" in nb.cells[-1].source.lower(), "the last cell says what to try next"
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_and_its_checks_pass(name, tmp_path, monkeypatch):
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("TMPDIR", str(tmp_path))          # tempfile.mkdtemp() in a notebook lands here
-    before = sorted(p.name for p in NOTEBOOK_DIR.iterdir())
+def run_notebook(name, workdir, small=True):
+    """Execute notebooks/<name> top to bottom in a fresh kernel whose working directory and TMPDIR
+    are workdir, with MPLBACKEND=Agg and, if small, ASCEND_SIM_NOTEBOOK_SMALL=1 (the kernel's
+    environment: this process's, changed so); returns the executed notebook. A cell's error
+    raises CellExecutionError."""
+    env = {k: v for k, v in os.environ.items() if k != "ASCEND_SIM_NOTEBOOK_SMALL"}
+    env.update(MPLBACKEND="Agg", TMPDIR=str(workdir))   # tempfile.mkdtemp() in a notebook lands in workdir
+    if small:
+        env["ASCEND_SIM_NOTEBOOK_SMALL"] = "1"
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT_S,
-                                     resources={"metadata": {"path": str(tmp_path)}})
+                                     resources={"metadata": {"path": str(workdir)}})
+    client.execute(env=env)
+    return nb
+
+
+def checks_passed(nb) -> bool:
+    """The checks cell (the last code cell with the notebook's asserts) ran to its end."""
+    checks = [c for c in _code_cells(nb) if "assert " in c.source]
+    return bool(checks) and "passed" in _stream_text(checks[-1])
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_and_its_checks_pass(name, tmp_path):
+    before = sorted(p.name for p in NOTEBOOK_DIR.iterdir())
     try:
-        client.execute()
+        nb = run_notebook(name, tmp_path)
     except CellExecutionError as e:
         # the kernel's traceback comes coloured: strip the ANSI codes for a readable failure
         pytest.fail(f"{name}: a cell raised\n{_ANSI.sub('', str(e))}", pytrace=False)
 
-    # the checks cell (the code cell with the notebook's asserts) ran to its end
-    checks = [c for c in _code_cells(nb) if "assert " in c.source]
-    assert checks, f"{name} has no cell of checks"
-    assert "passed" in _stream_text(checks[-1]), f"{name}: the checks cell did not report success"
+    assert any("assert " in c.source for c in _code_cells(nb)), f"{name} has no cell of checks"
+    assert checks_passed(nb), f"{name}: the checks cell did not report success"
     assert sorted(p.name for p in NOTEBOOK_DIR.iterdir()) == before, f"{name} wrote into notebooks/"
