@@ -78,14 +78,17 @@ def overlap_us(ar, mm):
     return min(mm.end_us, ar.end_us) - max(mm.start_us, ar.start_us)
 
 
+def check_matmul_overlaps_all_reduce(ar, mm):
+    assert ar.stream == "hccl" and mm.stream == "default"
+    assert mm.start_us < ar.end_us and ar.start_us < mm.end_us          # they run at the same time
+    assert overlap_us(ar, mm) > 0.5 * min(mm.duration_us, ar.duration_us)
+
+
 def test_a_matmul_overlaps_an_all_reduce_on_the_comm_stream():
     # 8 ranks, a 16 MiB all_reduce (~80 us) beside a 2048^3 matmul (~60 us): comparable times, so a
     # matmul that waited for the collective (or a collective that blocked the default stream) would
     # overlap by nothing and fail. The 8 x 4096^3 + 128 MiB case is in benchmarks/big_cases.py.
-    ar, mm = matmul_beside_all_reduce(8, 2048, 8 * MiB)
-    assert ar.stream == "hccl" and mm.stream == "default"
-    assert mm.start_us < ar.end_us and ar.start_us < mm.end_us          # they run at the same time
-    assert overlap_us(ar, mm) > 0.5 * min(mm.duration_us, ar.duration_us)
+    check_matmul_overlaps_all_reduce(*matmul_beside_all_reduce(8, 2048, 8 * MiB))
 
 
 def test_blocking_all_reduce_orders_the_current_stream():

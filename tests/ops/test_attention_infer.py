@@ -499,16 +499,18 @@ def decode_linearity_rows(S):
             _decode_time(FIA, 2 * S))
 
 
-def test_decode_time_is_linear_in_the_cache_and_int8_reads_half():
-    # a cache of 2048 -> 4096 keys is 8 -> 16 steps of the default kv_tile (256) per head, every
-    # core busy (B x Nkv = 64 heads of keys for 24 cores); 4096 -> 8192 is in benchmarks/big_cases.py
-    S = 2048
-    a, b, c, f = decode_linearity_rows(S)
+def check_decode_linearity(S, a, b, c, f):
     assert a.core_type == b.core_type == "MIX"
     assert 1.7 <= b.duration_us / a.duration_us <= 2.3
     kv_bytes = 2 * 8 * 8 * (2 * S) * 128
     assert b.bytes_read >= 2 * kv_bytes and c.bytes_read < 0.6 * b.bytes_read
     assert f.duration_us == pytest.approx(b.duration_us, rel=0.05)
+
+
+def test_decode_time_is_linear_in_the_cache_and_int8_reads_half():
+    # a cache of 2048 -> 4096 keys is 8 -> 16 steps of the default kv_tile (256) per head, every
+    # core busy (B x Nkv = 64 heads of keys for 24 cores); 4096 -> 8192 is in benchmarks/big_cases.py
+    check_decode_linearity(2048, *decode_linearity_rows(2048))
 
 
 def test_paged_decode_takes_the_same_time_in_meta_and_full_mode():
@@ -561,13 +563,17 @@ def decode_tiling_override_rows(S, kv_tile=64):
             for op in (IFA, FIA)}
 
 
-def test_decode_tiling_is_overridden_through_the_simulator_for_every_inference_op():
-    # 2048 keys: 8 steps of the own kv_tile (256), 32 of kv_tile=64 (8192 keys: benchmarks/big_cases.py)
-    for op, (base, row) in decode_tiling_override_rows(2048).items():
+def check_decode_tiling_override(rows):
+    for op, (base, row) in rows.items():
         assert "kv_tile=64 " not in base.attrs["tiling"]
         assert "kv_tile=64 " in row.attrs["tiling"]
         # several times the handshakes per key: a shorter step is slower over a long cache
         assert row.duration_us > base.duration_us
+
+
+def test_decode_tiling_is_overridden_through_the_simulator_for_every_inference_op():
+    # 2048 keys: 8 steps of the own kv_tile (256), 32 of kv_tile=64 (8192 keys: benchmarks/big_cases.py)
+    check_decode_tiling_override(decode_tiling_override_rows(2048))
 
 
 def test_the_call_is_resolved_once_into_a_frozen_hashable_spec():

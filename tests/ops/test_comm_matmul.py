@@ -546,12 +546,7 @@ def fused_all_reduce_reports(m, k, cols):
     return tuple(_timed(fn) for fn in (fused, matmul_then_all_reduce, matmul, all_reduce))
 
 
-def test_fused_all_reduce_pipelines_compute_and_communication():
-    """8 x 910B2, a TP row-parallel GEMM whose matmul and all-reduce take comparable time: 2048 x
-    1024 x 2048 is two chunks (~16 us of matmul, ~23 us of all-reduce each), so a pipeline that
-    serialised its chunks would lose to the matmul followed by the all-reduce. The 4096 x 1024 x
-    4096 case (three chunks) is in benchmarks/big_cases.py."""
-    f, seq, mm, ar = fused_all_reduce_reports(2048, 1024, 2048)
+def check_fused_all_reduce_pipelines(f, seq, mm, ar):
     assert f.total_us < seq.total_us                                    # (1) fusing pays
     assert f.total_us >= max(mm.total_us, ar.total_us)                  # (2) never faster than either alone
     assert 0.5 < mm.total_us / ar.total_us < 2                          # the shape is one where both matter
@@ -561,3 +556,11 @@ def test_fused_all_reduce_pipelines_compute_and_communication():
     assert len(comm) >= 2 and all(o.name == f"{AR}.all_reduce" for o in comm)
     # (3) chunk i's all-reduce runs while chunk i+1's matmul computes
     assert any(c.start_us < k_.end_us and k_.start_us < c.end_us for c in comm for k_ in kern)
+
+
+def test_fused_all_reduce_pipelines_compute_and_communication():
+    """8 x 910B2, a TP row-parallel GEMM whose matmul and all-reduce take comparable time: 2048 x
+    1024 x 2048 is two chunks (~16 us of matmul, ~23 us of all-reduce each), so a pipeline that
+    serialised its chunks would lose to the matmul followed by the all-reduce. The 4096 x 1024 x
+    4096 case (three chunks) is in benchmarks/big_cases.py."""
+    check_fused_all_reduce_pipelines(*fused_all_reduce_reports(2048, 1024, 2048))
