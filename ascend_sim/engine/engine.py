@@ -26,6 +26,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import simpy
 
 from ascend_sim.hw import ChipSpec
@@ -111,6 +112,8 @@ class DeviceModel:
                                              sampled=True)
         self.host_clock = 0.0
         self.active: dict = {}      # running kernels -> [disturbed?]: did anything run beside them
+        # reads that missed at this instant: (time, [(lines filled, the filling flow's event)])
+        self.filling: tuple[float, list] = (-1.0, [])
         self.hbm_counter = Counter(index, "HBM GB/s")
         self.l2_bw_counter = Counter(index, "L2 GB/s")
         self.l2_counter = Counter(index, "L2 hit rate")
@@ -396,9 +399,7 @@ class Engine:
         """Take the timing of the identical kernel another device is simulating from this same
         instant (SPMD ranks in lockstep): hold this device's cores until it is done, then leave L2
         as the kernel would."""
-        cores = []
-        for _ in range(plan.block_dim):
-            cores.extend((yield from self._acquire(dm, plan)))
+        cores = yield from self._hold_cores(dm, plan)
         lead: OpStats = yield running["done"]
         if self.env.now < lead.last:
             yield self.env.timeout(lead.last - self.env.now)
@@ -427,9 +428,7 @@ class Engine:
         """Run a memoised kernel as one fluid flow on L2/HBM at its recorded rate (slower if other
         work contends), holding the cores it used; then leave L2 as the kernel would."""
         env = self.env
-        cores = []
-        for _ in range(plan.block_dim):
-            cores.extend((yield from self._acquire(dm, plan)))
+        cores = yield from self._hold_cores(dm, plan)
         yield env.timeout(self.chip.runtime.block_dispatch_cycles)
         st.first = env.now
         duration = memo.last - memo.first
@@ -510,6 +509,14 @@ class Engine:
         classes = self.block_classes(plan)
         if len(classes) == plan.block_dim:
             return None
+        cores = self._take_now(dm, plan)
+        if cores is None:
+            return None
+        return [(members, [cores[m] for m in members]) for members in classes]
+
+    def _take_now(self, dm: DeviceModel, plan):
+        """The cores of every block of ``plan`` (one list per block, as :meth:`_acquire` gives them),
+        taken at this instant if they are all free and no other kernel waits for cores; else None."""
         c = self.chip.cores
         n = plan.block_dim
         ct = plan.core_type
@@ -529,7 +536,17 @@ class Engine:
                 cube = dm.aic.items.pop(0)
                 cores.append([cube] * (1 + plan.mix_ratio) if c.coupled else
                              [cube] + [dm.aiv.items.pop(0) for _ in range(plan.mix_ratio)])
-        return [(members, [cores[m] for m in members]) for members in classes]
+        return cores
+
+    def _hold_cores(self, dm: DeviceModel, plan):
+        """Every block's cores (a generator): at once when they are free, else one by one."""
+        now = self._take_now(dm, plan)
+        if now is not None:
+            return [c for cores in now for c in cores]
+        cores = []
+        for _ in range(plan.block_dim):
+            cores.extend((yield from self._acquire(dm, plan)))
+        return cores
 
     def _block(self, dm: DeviceModel, task, members: list[int], st: OpStats, cores_of=None):
         """Blocks ``members`` of the task's plan: one block, or a block class whose members started
@@ -688,11 +705,14 @@ class Engine:
         else:
             idx = l2.lines(base, acc.offset, acc.rows, acc.row_bytes, acc.stride)
             touched, hits = (len(idx),), (l2.access(idx, write=acc.write),)
+        missed = None
+        merged = []          # fills another transfer started at this instant for lines this one reads
         if acc.write:        # write-back: HBM sees the lines when they are evicted
             by_fill = {0: members}
             lat = self._lat_write
             st.bytes_written += acc.payload * members
         else:
+            merged = self._merged_fills(dm, l2.last_lines())
             by_fill: dict[int, int] = {}      # lines filled from HBM -> members
             for n, h in zip(touched, hits):
                 miss = int(n - h)
@@ -700,16 +720,20 @@ class Engine:
                 st.read_lines += int(n)
                 st.hit_lines += int(h)
             # a miss fills its whole line from HBM, whatever part of it the access wanted; a class
-            # waits for HBM if any member missed
-            lat = self._lat_read + (self._lat_miss if max(by_fill) else 0.0)
+            # waits for HBM if any member missed, and so does a read of lines another transfer
+            # began to fill at this instant (the L2 merges the requests: the data is not there yet)
+            lat = self._lat_read + (self._lat_miss if max(by_fill) or merged else 0.0)
             st.bytes_read += acc.payload * members
             st.hbm_bytes += sum(miss * count for miss, count in by_fill.items()) * l2.line
+            missed = l2.last_missed() if max(by_fill) else None
         st.l2_bytes += acc.bus_bytes * members
         st.hbm_bytes += self._write_back(dm, members)
         cap = acc.payload / (acc.path_cycles * scale)
         net, res_l2, res_hbm, limited = dm.net, dm.res_l2, dm.res_hbm, st.limited
         flows = [net.start(acc.payload, cap, ((res_l2, per_payload), (res_hbm, miss * l2.line / acc.payload)),
                            count=count) for miss, count in by_fill.items()]
+        if not acc.write and missed is not None:
+            dm.filling[1].append((missed, flows[list(by_fill).index(max(by_fill))]))
         for ev, count in zip(flows, by_fill.values()):
             flow = yield ev
             if flow is not None:
@@ -717,7 +741,28 @@ class Engine:
                 limited[0] += lim.get(res_l2, 0.0) * count
                 limited[1] += lim.get(res_hbm, 0.0) * count
                 limited[2] += lim.get(-1, 0.0) * count
+        for ev in merged:
+            if not ev.processed:
+                yield ev
         return lat
+
+    def _merged_fills(self, dm: DeviceModel, lines: np.ndarray) -> list:
+        """The fill flows started at this instant by other reads for any of ``lines``."""
+        now = self.env.now
+        if dm.filling[0] != now:
+            dm.filling = (now, [])
+            return []
+        out = []
+        if len(lines) == 0:
+            return out
+        lo, hi = int(lines.min()), int(lines.max())
+        for filled, ev in dm.filling[1]:
+            if ev.processed or filled[-1] < lo or filled[0] > hi:
+                continue
+            pos = np.minimum(np.searchsorted(filled, lines), len(filled) - 1)
+            if (filled[pos] == lines).any():
+                out.append(ev)
+        return out
 
     # ----- collectives: the communication engine of each device, over the topology's links -----
     def _link(self, name: str) -> int:

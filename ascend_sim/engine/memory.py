@@ -1,9 +1,9 @@
 """The memory system of one device: the L2 cache and the shared bandwidth of L2 and HBM.
 
 L2 (:class:`L2Cache`): physically addressed, the preset's capacity, 512-byte lines, LRU,
-write-back with write-allocate. A line is tracked by the stamp of its last use in one array over
-the device's address space (0 = absent), so a lookup of a tile is a handful of vectorised numpy
-operations whatever the tensor's size. LRU eviction is lazy: every access appends (stamp, lines)
+write-back with write-allocate. A line is tracked by the stamp of its last use (0 = absent) in
+pages of the address space made when first touched, so a lookup of a tile is a handful of
+vectorised numpy operations whatever the tensor's size, and memory follows the lines used. LRU eviction is lazy: every access appends (stamp, lines)
 to a log; when the cache is over capacity the oldest log records are dropped, and a line is
 evicted only if its stamp is still the one that record set (a later use refreshed it otherwise).
 Reads count hits. Writes mark their lines dirty; a dirty line costs HBM a write-back when it is
@@ -34,15 +34,88 @@ import numpy as np
 import simpy
 
 
+class _Pages:
+    """Per-line state of an address space -- LRU stamp (0 = absent) and dirty bit -- in pages of
+    ``2**BITS`` lines made when first touched: memory follows the lines used, not the highest
+    address, and an operation costs O(lines it names)."""
+
+    BITS = 18
+
+    def __init__(self):
+        self.pages: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def split(self, idx: np.ndarray, create: bool = True, ascending: bool = True) -> list:
+        """[(stamps, dirty, local lines, positions in idx or None for all of it)] per page ``idx``
+        touches (arrays None for a page never touched, when not ``create``). ``ascending``: idx
+        is sorted (the pages are then slices of it)."""
+        B = self.BITS
+        mask = (1 << B) - 1
+        if ascending:
+            p0, p1 = int(idx[0]) >> B, int(idx[-1]) >> B
+            if p0 == p1:
+                return [self._page(p0, create) + (idx & mask, None)]
+            cuts = np.searchsorted(idx, np.arange(p0 + 1, p1 + 1, dtype=np.int64) << B).tolist()
+            out = []
+            for pg, a, b in zip(range(p0, p1 + 1), [0] + cuts, cuts + [len(idx)]):
+                if b > a:
+                    out.append(self._page(pg, create) + (idx[a:b] & mask, slice(a, b)))
+            return out
+        p = idx >> B
+        p0, p1 = int(p.min()), int(p.max())
+        if p0 == p1:
+            return [self._page(p0, create) + (idx & mask, None)]
+        order = np.argsort(p, kind="stable")
+        ps = p[order]
+        cuts = (np.flatnonzero(ps[1:] != ps[:-1]) + 1).tolist()
+        out = []
+        for a, b in zip([0] + cuts, cuts + [len(idx)]):
+            pos = order[a:b]
+            out.append(self._page(int(ps[a]), create) + (idx[pos] & mask, pos))
+        return out
+
+    def _page(self, p: int, create: bool) -> tuple:
+        pg = self.pages.get(p)
+        if pg is None:
+            if not create:
+                return None, None
+            pg = self.pages[p] = (np.zeros(1 << self.BITS, np.int32), np.zeros(1 << self.BITS, np.bool_))
+        return pg
+
+    @staticmethod
+    def get(parts, n: int, which: int) -> np.ndarray:
+        """Stamps (which=0) or dirty bits (1) of the lines ``parts`` came from, in their order."""
+        out = None
+        for part in parts:
+            arr, loc, pos = part[which], part[2], part[3]
+            v = np.zeros(len(loc), np.int32 if which == 0 else np.bool_) if arr is None else arr[loc]
+            if pos is None:
+                return v
+            if out is None:
+                out = np.empty(n, v.dtype)
+            out[pos] = v
+        return out
+
+    @staticmethod
+    def put(parts, values, which: int) -> None:
+        """Set stamps (which=0) or dirty bits (1): one value, or one per line in ``parts``' order."""
+        scalar = np.ndim(values) == 0
+        for part in parts:
+            arr, loc, pos = part[which], part[2], part[3]
+            arr[loc] = values if scalar or pos is None else values[pos]
+
+    def clear(self) -> None:
+        self.pages.clear()
+
+
 class L2Cache:
     def __init__(self, capacity_bytes: int, line_bytes: int):
         self.line = int(line_bytes)
         self.capacity = max(1, int(capacity_bytes) // self.line)
-        self.stamps = np.zeros(1 << 16, np.int32)
-        self.dirty = np.zeros(1 << 16, np.bool_)
+        self._lines = _Pages()
         self.present = 0
         self._writeback = 0
         self._wb_members: list[int] = []
+        self._last = (np.zeros(0, np.int64), np.zeros(0, bool), True)
         self.clock = 0
         self._log: collections.deque = collections.deque()
 
@@ -99,29 +172,31 @@ class L2Cache:
             owner = np.broadcast_to(np.arange(m)[:, None], idx.shape)[valid]
             flat = idx[valid]
             touched = np.bincount(owner, minlength=m)
-        top = int(hi.max())
-        if top >= len(self.stamps):
-            self._grow(top)
+        pages = self._lines
         c0 = self.clock + 1
         if disjoint:
             uniq = flat
-            old = self.stamps[flat] != 0
+            parts = pages.split(flat, ascending=False)
+            old = pages.get(parts, len(flat), 0) != 0
             hits = np.bincount(owner, weights=old, minlength=m).astype(np.int64)
             new = touched - hits
-            self.stamps[flat] = c0 + owner
+            pages.put(parts, c0 + owner, 0)
+            self._last = (flat, old, False)
         else:
             uniq, first_at = np.unique(flat, return_index=True)
-            old = self.stamps[uniq] != 0
+            parts = pages.split(uniq)
+            old = pages.get(parts, len(uniq), 0) != 0
             present = np.ones(len(flat), dtype=bool)           # later members' repeats are hits
             present[first_at] = old
             hits = np.bincount(owner, weights=present, minlength=m).astype(np.int64)
             new = np.bincount(owner[first_at[~old]], minlength=m)
             # member i's lines get stamp c0 + i (a line several members touch keeps the last one's)
             _, last_r = np.unique(flat[::-1], return_index=True)
-            self.stamps[uniq] = c0 + owner[len(flat) - 1 - last_r]
+            pages.put(parts, c0 + owner[len(flat) - 1 - last_r], 0)
+            self._last = (uniq, old, True)
         self.clock += m
         if write:
-            self.dirty[uniq] = True
+            pages.put(parts, True, 1)
         # then, member by member, what its own access would have evicted (dirty lines: its write-back)
         wb = self._wb_members
         wb.clear()
@@ -139,36 +214,50 @@ class L2Cache:
                 wb.append(0)
         return touched, hits
 
+    def last_lines(self) -> np.ndarray:
+        """Every line the last access (or members' access) touched (ascending when it was one access)."""
+        return self._last[0]
+
+    def last_missed(self) -> np.ndarray:
+        """The lines the last access (or members' access) filled from HBM, ascending."""
+        lines, was, ascending = self._last
+        missed = lines[~was]
+        return missed if ascending else np.sort(missed)
+
     def take_member_writebacks(self) -> list[int]:
         """Bytes each member of the last :meth:`access_members` call evicted dirty (HBM owes them)."""
         out, self._wb_members = self._wb_members, []
         return out
 
-    def _grow(self, top: int) -> None:
-        n = max(top + 1, len(self.stamps) * 3 // 2)
-        grown = np.zeros(n, np.int32)
-        grown[:len(self.stamps)] = self.stamps
-        self.stamps = grown
-        dirty = np.zeros(n, np.bool_)
-        dirty[:len(self.dirty)] = self.dirty
-        self.dirty = dirty
-
     def access(self, idx: np.ndarray, count_hits: bool = True, write: bool = False) -> int:
-        """Touch lines; returns how many were present. Misses are filled (evicting LRU lines);
-        ``write`` marks the lines dirty."""
+        """Touch lines (ascending); returns how many were present. Misses are filled (evicting LRU
+        lines); ``write`` marks the lines dirty. Of a run longer than the cache only the last
+        ``capacity`` lines stay: the ones before are evicted by the run itself (dirty ones cost a
+        write-back), so the cost is bounded by the cache, not the run."""
         if len(idx) == 0:
             return 0
-        top = int(idx[-1])
-        if top >= len(self.stamps):
-            self._grow(top)
+        pages = self._lines
+        hits = 0
+        if len(idx) > self.capacity:
+            head, idx = idx[:-self.capacity], idx[-self.capacity:]
+            hp = pages.split(head)
+            was = pages.get(hp, len(head), 0) != 0
+            hits = int(np.count_nonzero(was))
+            self._writeback += len(head) if write else int(np.count_nonzero(pages.get(hp, len(head), 1) & was))
+            pages.put(hp, 0, 0)
+            pages.put(hp, False, 1)
+            self.present -= hits
+        parts = pages.split(idx)
         self.clock += 1
         s = self.clock
-        old = self.stamps[idx]
-        hits = int(np.count_nonzero(old))
-        self.stamps[idx] = s
+        was = pages.get(parts, len(idx), 0) != 0
+        self._last = (idx, was, True)
+        h = int(np.count_nonzero(was))
+        hits += h
+        pages.put(parts, s, 0)
         if write:
-            self.dirty[idx] = True
-        self.present += len(idx) - hits
+            pages.put(parts, True, 1)
+        self.present += len(idx) - h
         self._log.append((s, idx))
         if self.present > self.capacity:
             self._evict()
@@ -177,19 +266,18 @@ class L2Cache:
     def _evict(self) -> None:
         target = self.capacity
         log = self._log
-        stamps = self.stamps
+        pages = self._lines
         while self.present > target and log:
             s, idx = log.popleft()
-            mine = stamps[idx] == s
+            mine = pages.get(pages.split(idx, create=False), len(idx), 0) == s
             n = int(np.count_nonzero(mine))
             if n:
-                gone = idx[mine]
-                stamps[gone] = 0
-                d = self.dirty[gone]
-                nd = int(np.count_nonzero(d))
+                gone = pages.split(idx[mine])
+                nd = int(np.count_nonzero(pages.get(gone, n, 1)))
                 if nd:
                     self._writeback += nd
-                    self.dirty[gone] = False
+                    pages.put(gone, False, 1)
+                pages.put(gone, 0, 0)
                 self.present -= n
 
     def take_writeback(self) -> int:
@@ -200,14 +288,10 @@ class L2Cache:
     def resident_fraction(self, idx: np.ndarray) -> float:
         if len(idx) == 0:
             return 0.0
-        top = int(idx[-1])
-        if top >= len(self.stamps):
-            return float(np.count_nonzero(self.stamps[idx[idx < len(self.stamps)]])) / len(idx)
-        return float(np.count_nonzero(self.stamps[idx])) / len(idx)
+        return float(np.count_nonzero(self._lines.get(self._lines.split(idx, create=False), len(idx), 0))) / len(idx)
 
     def clear(self) -> None:
-        self.stamps[:] = 0
-        self.dirty[:] = False
+        self._lines.clear()
         self.present = 0
         self._writeback = 0
         self._log.clear()
