@@ -89,6 +89,9 @@ class Program:
     names: list = field(default_factory=list)
     _name_ids: dict = field(default_factory=dict, repr=False)
     flops: float = 0.0
+    # tile loops the template marked: loop id -> (period in iterations, [instruction index where
+    # each iteration starts]); the engine may extrapolate a loop in steady state (engine.py)
+    loops: dict = field(default_factory=dict)
     _columns_key: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -110,7 +113,8 @@ class Program:
         if ck is None:
             ck = self._columns_key = (self.core, tuple(self.kind), tuple(self.pipe), tuple(self.name),
                                       tuple(self.cycles), tuple(self.latency),
-                                      tuple(a for k, a in zip(self.kind, self.arg) if k != GM), tuple(self.names))
+                                      tuple(a for k, a in zip(self.kind, self.arg) if k != GM), tuple(self.names),
+                                      tuple((k, p, tuple(m)) for k, (p, m) in self.loops.items()))
         return ck
 
     def with_accesses(self, accesses: list) -> "Program":
@@ -119,7 +123,7 @@ class Program:
         if len(accesses) != len(self.accesses):
             raise ISAError(f"Program.with_accesses: {len(accesses)} accesses for a program of {len(self.accesses)}")
         p = Program(self.core, self.kind, self.pipe, self.name, self.cycles, self.latency, self.arg, list(accesses),
-                    self.names, self._name_ids, self.flops)
+                    self.names, self._name_ids, self.flops, self.loops)
         p._columns_key = self._columns()
         return p
 
@@ -615,6 +619,20 @@ class ProgramBuilder:
                            f"{self.chip.runtime.cross_core_flag_ids - 1}")
         return self._emit(XWAIT, pipe, "cross_wait", 0, 0, (from_core, flag_id))
 
+    # ----- loop marks (no instruction: where a template's tile loop starts each iteration) -----
+    def begin_loop(self, period: int) -> int:
+        """Start marking a tile loop whose iterations repeat with ``period`` (the ring of buffers
+        it cycles through); returns its id for :meth:`iteration`."""
+        if period < 1:
+            raise ISAError(f"{self._where('begin_loop')}: a loop period is at least 1, got {period}")
+        lid = len(self.prog.loops)
+        self.prog.loops[lid] = (int(period), [])
+        return lid
+
+    def iteration(self, loop: int) -> None:
+        """The next instruction starts an iteration of ``loop``."""
+        self.prog.loops[loop][1].append(len(self.prog.kind))
+
     def build(self) -> Program:
         return self.prog
 
@@ -655,7 +673,10 @@ class AccessRecorder(ProgramBuilder):
 
     load_l1 = mmad = fixpipe_to_l1 = copy_ub_to_l1 = vector = _vinstr = vgather = vcmp = vsel = _no_instruction
     vsort32 = vmrgsort4 = ub_copy = scalar = set_flag = wait_flag = pipe_barrier = _no_instruction
-    cross_set = cross_wait = _emit = _no_instruction
+    cross_set = cross_wait = _emit = iteration = _no_instruction
+
+    def begin_loop(self, period: int) -> int:
+        return 0
 
 
 

@@ -34,6 +34,7 @@ from ascend_sim.isa import BARRIER, COMPUTE, GM, LANE_NAMES, SET, WAIT, XSET, XW
 from ascend_sim.timeline import Counter, Flow, Interval, OpRecord, Timeline
 
 from .memory import FluidNetwork, L2Cache
+from .steady import JumpCoordinator, LoopRun
 
 # A prefetch is simulated in pieces of this many bytes, so an op that starts reading while it is
 # under way finds the pieces already in L2. A modelling granularity, not a hardware number: finer
@@ -134,6 +135,7 @@ class Engine:
         # once (False: every block on its own, the reference the accelerated path is tested against)
         self.accelerate = accelerate
         self._memo: dict = {}
+        self._coords: dict = {}        # running kernel (task id) -> its JumpCoordinator
         self._inflight: dict = {}      # memo key -> the same kernel being simulated on another device now
         self.replayed = 0
         self.followed = 0
@@ -149,6 +151,7 @@ class Engine:
         self._done: dict[int, simpy.Event] = {}
         self._waiting: dict = {}
         self.instructions = 0          # instructions run one by one
+        self.extrapolated = 0          # instructions of loop iterations jumped over (steady.py), x members
         self.effective = 0             # instructions the kernels simulated hold, however they were timed
         m = chip.memory
         self._lat_read = m.l2_read_latency_cycles
@@ -322,11 +325,14 @@ class Engine:
                         lead = self._inflight[memo_key] = {"start": env.now, "device": dm, "done": env.event()}
                 if memo_key is not None or not self.memoize:
                     classes = self._start_classes(dm, plan)
+                    # the kernel's block runs jump together (steady.py)
+                    self._coords[task.id] = JumpCoordinator(plan.block_dim if classes is None else len(classes))
                     if classes is None:
                         blocks = [env.process(self._block(dm, task, [i], st)) for i in range(plan.block_dim)]
                     else:
                         blocks = [env.process(self._block(dm, task, members, st, cores)) for members, cores in classes]
                     yield simpy.AllOf(env, blocks)
+                    del self._coords[task.id]
                     if lead is not None:
                         del self._inflight[memo_key]
                         lead["done"].succeed(st)
@@ -564,6 +570,11 @@ class Engine:
         procs = []
         rep = plan.blocks[members[0]]
         n_aiv = sum(1 for p in rep if p.core == "AIV")
+        coord = self._coords[task.id]
+        loops = LoopRun(self, dm, task, rep, members, st, coord) if self.accelerate and rep[0].loops else None
+        run_token = loops if loops is not None else object()
+        coord.join(run_token)
+        disturbed = dm.active.get(task.id, [True])
         coupled = self.chip.cores.coupled
         for pi, prog in enumerate(rep):
             flags = _Flags()        # set_flag/wait_flag join the pipes of one core only
@@ -578,8 +589,9 @@ class Engine:
                 per_pipe[p].append(i)
             for pipe, idxs in per_pipe.items():
                 procs.append(env.process(self._pipe(dm, task, prog, pipe, idxs, scale, labels, flags, xflags,
-                                                    pi, n_aiv, st, accesses)))
+                                                    pi, n_aiv, st, accesses, loops, disturbed)))
         yield simpy.AllOf(env, procs)
+        coord.leave(run_token)
         end = max([p.value for p in procs] + [env.now])
         if end > env.now:
             yield env.timeout(end - env.now)
@@ -591,9 +603,12 @@ class Engine:
                                                         task.name))
 
     def _pipe(self, dm: DeviceModel, task, prog, pipe: int, idxs: list[int], scale: float, labels: list,
-              flags: _Flags, xflags: _Flags, prog_index: int, n_aiv: int, st: OpStats, accesses=None):
+              flags: _Flags, xflags: _Flags, prog_index: int, n_aiv: int, st: OpStats, accesses=None,
+              loops=None, disturbed=None):
         """One pipe's queue, for one block or a block class (``labels``: each member's core;
-        ``accesses``: each member's GM accesses, None for one block). Returns the time its last
+        ``accesses``: each member's GM accesses, None for one block; ``loops``: the run's
+        :class:`~.steady.LoopRun`, which may move the pipe over converged iterations). Flags are
+        kept in unshifted time (the pipe's clock less what jumps added). Returns the time its last
         instruction completes."""
         env = self.env
         kinds, cycles, lats, args, names = prog.kind, prog.cycles, prog.latency, prog.arg, prog.name
@@ -608,8 +623,32 @@ class Engine:
         lane_name = lane_names[0]
         members = len(labels)
         busy = 0.0
-        self.instructions += len(idxs)
-        for i in idxs:
+        shift = 0.0          # cycles added by loop jumps
+        marks = loops.marks(prog_index, pipe, idxs) if loops is not None else ()
+        mi, n_marks = 0, len(marks)
+        next_mark = marks[0][0] if marks else -1
+        who = (prog_index, pipe)
+        q, n = 0, len(idxs)
+        ran = 0
+        while q < n:
+            if q == next_mark:
+                _, lid, it = marks[mi]
+                mi += 1
+                jump = loops.at(lid, who, it, t, busy, disturbed[0])
+                if jump is not None:        # converged: on to iteration jump[0], jump[1] cycles later
+                    target, dt, extra = jump
+                    while mi < n_marks and not (marks[mi][1] == lid and marks[mi][2] == target):
+                        mi += 1
+                    q = marks[mi][0]
+                    t += dt
+                    done += dt
+                    shift += dt
+                    busy += extra
+                next_mark = marks[mi][0] if mi < n_marks else -1
+                continue
+            i = idxs[q]
+            q += 1
+            ran += 1
             k = kinds[i]
             if k == COMPUTE:
                 c = cycles[i] * scale
@@ -639,7 +678,7 @@ class Engine:
                         intervals.append(Interval(ln, dev, s / self.mhz, t / self.mhz, prog.names[names[i]],
                                                   {"bytes": acc.payload, "tensor": acc.tensor}))
             elif k == SET:
-                flags.set(args[i], done)
+                flags.set(args[i], done - shift)
             elif k == WAIT:
                 key = args[i]
                 v = flags.take(key)
@@ -651,6 +690,7 @@ class Engine:
                                            f"event id {key[2]}", i, task.name)
                     v = yield ev
                     del self._waiting[wkey]
+                v += shift
                 if v > t:
                     t = v
             elif k == BARRIER:
@@ -660,9 +700,9 @@ class Engine:
                 src_core, fid = args[i]
                 if src_core == "AIC":      # to every AIV of the block
                     for a in range(n_aiv):
-                        xflags.set(("AIC", fid, a + 1), done)
+                        xflags.set(("AIC", fid, a + 1), done - shift)
                 else:                      # one AIV's signal to the AIC
-                    xflags.set(("AIV", fid, prog_index), done)
+                    xflags.set(("AIV", fid, prog_index), done - shift)
             elif k == XWAIT:
                 from_core, fid = args[i]
                 keys = [("AIC", fid, prog_index)] if from_core == "AIC" else \
@@ -676,6 +716,7 @@ class Engine:
                         self._waiting[wkey] = (f"cross_wait from {from_core} flag id {fid}", i, task.name)
                         v = yield ev
                         del self._waiting[wkey]
+                    v += shift
                     if v > t:
                         t = v
                     if record:
@@ -683,6 +724,7 @@ class Engine:
                             self.timeline.flows.append(Flow(f"cross-core flag {fid}", dev, f"{from_core}->{lb}",
                                                             v / self.mhz, dev, ln, t / self.mhz))
         st.busy[lane] += busy * members
+        self.instructions += ran
         return max(t, done)
 
     def _transfer(self, dm: DeviceModel, task, accs, scale: float, st: OpStats):

@@ -277,7 +277,7 @@ class Simulator:
         extrapolation count fully here), kernels replayed and followed."""
         e = self.engine
         return {"instructions": e.instructions, "effective_instructions": e.effective,
-                "replayed": e.replayed, "followed": e.followed}
+                "extrapolated_instructions": e.extrapolated, "replayed": e.replayed, "followed": e.followed}
 
     def _run(self, tasks: list[Task]) -> list[OpRecord]:
         return self.engine.run(tasks)

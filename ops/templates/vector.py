@@ -92,7 +92,9 @@ class VectorPipeline:
         input_user = V if compute is not None else MTE3
         output_writer = V if compute is not None else MTE2
         j = 0
+        loop = b.begin_loop(self.buffer_num)     # the tiles repeat with the buffer ring
         for tile in tiles:
+            b.iteration(loop)
             s = self.slot(j)
             reuse = j >= self.buffer_num
             if self.scalar_per_tile:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass
+from math import lcm
 
 from ascend_sim.isa import SET, WAIT, Pipe, ProgramBuilder
 
@@ -64,6 +65,8 @@ class BlockMmad:
         self.extra_l1 = t.l1_buffers * (self.a_l1 + self.b_l1)     # bias and scale staging
         k_span = -(-gemm.k // t.split_k)
         self.k_span = -(-k_span // self.k_l1) * self.k_l1
+        # K steps repeat once both the L1 and the L0 rings are back where they started
+        self.k_period = lcm(t.l1_buffers, t.l0_buffers)
 
     def shape(self, work) -> tuple:
         """What :meth:`run`'s instructions depend on apart from GM offsets: each tile's sizes."""
@@ -87,7 +90,9 @@ class BlockMmad:
             if g.scale:
                 tile.scale_to_fb(b, g.scale, g.scale_offset + (0 if g.scale_per_tensor else n_lo * SCALE_WORD_BYTES), n,
                                  g.scale_per_tensor, self.extra_l1 + BIAS_STAGING_BYTES)
+            loop = b.begin_loop(self.k_period)
             for k_lo in range(k_first, k_end, self.k_l1):
+                b.iteration(loop)
                 kl = min(self.k_l1, k_end - k_lo)
                 buf1 = i1 % t.l1_buffers
                 a_addr = buf1 * (self.a_l1 + self.b_l1)

@@ -143,7 +143,7 @@ def aic_program(chip, ctx: BlockContext, b: ProgramBuilder | None = None):
         b.cross_set(FIX, fl.O_READY[slot])
 
     if ctx.tiles:
-        ctx.preload(emit_s, emit_pv)                 # S issued slots - 1 tiles before its P V
+        ctx.preload(emit_s, emit_pv, b)              # S issued slots - 1 tiles before its P V
     else:
         b.scalar(1)
     return b.build()

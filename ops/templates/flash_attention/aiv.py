@@ -236,7 +236,7 @@ def aiv_program(chip, ctx: BlockContext, a: int, b: ProgramBuilder | None = None
     if ctx.tiles:
         if p.msd_steps:
             emit_qsplit(0)
-        ctx.preload(emit_sm, emit_ou)                # the softmax runs as far ahead as the AIC's S
+        ctx.preload(emit_sm, emit_ou, b)             # the softmax runs as far ahead as the AIC's S
     for k, u in enumerate(units):
         if k not in finished:
             emit_finish(u)

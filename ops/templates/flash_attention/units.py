@@ -4,6 +4,7 @@ the AIVs of one block share (:class:`BlockContext`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import lcm
 
 from .problem import NO_LIMIT, ElemRows, FlashAttentionProblem, FlashAttentionTiling, GMRows
 from .sizing import Sizes, q_piece_bytes
@@ -185,13 +186,19 @@ class BlockContext:
         ui, c0, c1, need, first, last = self.tiles[j]
         return Step(ui, self.units[ui], c0, c1, need, first, last, j % self.t.workspace_slots, j % self.t.kv_buffers)
 
-    def preload(self, lead, follow) -> None:
+    def preload(self, lead, follow, b=None) -> None:
         """``lead(j)`` (S on the AIC, its softmax on the AIVs) runs ``workspace_slots - 1`` tiles
-        ahead of ``follow(j)`` (P V, the O update): Ascend FA's "preload" order."""
+        ahead of ``follow(j)`` (P V, the O update): Ascend FA's "preload" order. ``b``: the
+        builder, marking each step as an iteration of the block's tile loop (the same loop on the
+        AIC and the AIVs; it repeats with the workspace ring, the K/V ring and the ping-pong
+        buffers)."""
         n, ahead = len(self.tiles), self.t.workspace_slots - 1
+        loop = b.begin_loop(lcm(self.t.workspace_slots, self.t.kv_buffers, 2)) if b is not None else None
         for j in range(min(ahead, n)):
             lead(j)
         for j in range(n):
+            if loop is not None:
+                b.iteration(loop)
             if j + ahead < n:
                 lead(j + ahead)
             follow(j)
