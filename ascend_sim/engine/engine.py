@@ -252,8 +252,12 @@ class Engine:
                 start = env.now
                 for other in dm.active.values():
                     other[0] = True
+                dm.active[t.id] = [True]        # a kernel starting while the fill runs is not alone
                 base, nbytes = t.byte_range
-                moved = yield from self.prefetch(dm, base, nbytes, PREFETCH_PIECE_BYTES)
+                try:
+                    moved = yield from self.prefetch(dm, base, nbytes, PREFETCH_PIECE_BYTES)
+                finally:
+                    del dm.active[t.id]
                 rec.start_us = self.us(start)
                 rec.duration_us = self.us(env.now - start)
                 rec.core_type = "CMO"
@@ -825,10 +829,12 @@ class Engine:
         state["arrived"].add(dm.index)
         for other in dm.active.values():
             other[0] = True
+        dm.active[task.id] = [True]            # a kernel starting while it runs is not alone
         if len(state["arrived"]) == len(call.ranks):
             state["start"] = self.env.now
             self.env.process(self._run_schedule(state))
         yield state["done"]
+        del dm.active[task.id]
         del_after = all(i in state.setdefault("left", set()) or i == dm.index for i in call.ranks)
         state["left"].add(dm.index)
         rec.start_us = self.us(state["start"])

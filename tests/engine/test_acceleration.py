@@ -195,3 +195,54 @@ def test_class_programs_share_instructions_not_accesses():
     assert b0.kind is b1.kind
     assert [k for k in b0.kind if k == GM] and [a.offset for a in b0.accesses] != [a.offset for a in b1.accesses]
     assert np.isclose(plan.flops, 2.0 * 2048 * 2048 * 512)
+
+
+# ----- steady-state loops -----
+LOOP_CASES = {
+    # L2-resident key tiles: the tile loop converges and jumps
+    "fusion attention S8192 N1": lambda: torch_npu.npu_fusion_attention(
+        e(1, 8192, 1, 128), e(1, 8192, 1, 128), e(1, 8192, 1, 128), 1, "BSND", scale=0.088),
+    # a vector tile loop that fits in L2
+    "cast 16 Mi elements": CASES["cast 16 Mi elements"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOOP_CASES))
+def test_a_converged_loop_jumps_and_stays_within_the_bound(case):
+    full, fs = _timed(LOOP_CASES[case], False)
+    fast, ks = _timed(LOOP_CASES[case], True)
+    assert ks["extrapolated_instructions"] > 0 and fs["extrapolated_instructions"] == 0
+    (a,), (b,) = full.ops, fast.ops
+    assert abs(b.duration_us - a.duration_us) <= BOUND * a.duration_us
+    assert (a.bytes_read, a.bytes_written, a.l2_bytes) == (b.bytes_read, b.bytes_written, b.l2_bytes)
+    assert abs(a.hbm_bytes - b.hbm_bytes) <= 0.01 * a.hbm_bytes
+    for lane in ("CUBE", "VECTOR", "MTE2"):      # busy time extrapolated with the iterations
+        if lane in a.pipe_busy_us:
+            assert b.pipe_busy_us[lane] == pytest.approx(a.pipe_busy_us[lane], rel=BOUND)
+
+
+def test_a_loop_does_not_jump_while_l2_evicts():
+    """128 Mi elements cast (768 MiB through a 192 MiB L2): every loop runs to its end."""
+    _, ks = _timed(lambda: torch_npu.npu_dtype_cast(e(128 << 20), "float32"), True)
+    assert ks["extrapolated_instructions"] == 0
+
+
+def test_a_loop_does_not_jump_beside_other_work():
+    """An L2 prefetch on its own stream runs beside it: the interference is not periodic, so no jump."""
+    def two_streams():
+        w, x = e(32 << 20), e(16 << 20)
+        torch_npu.npu_prefetch(w, None, w.nbytes)
+        torch_npu.npu_dtype_cast(x, "float32")
+    alone, ka = _timed(LOOP_CASES["cast 16 Mi elements"], True)
+    _, ks = _timed(two_streams, True)
+    assert ka["extrapolated_instructions"] > 0 and ks["extrapolated_instructions"] == 0
+
+
+def test_marked_periods_repeat_the_same_instructions():
+    from ascend_sim.engine.steady import periods_equal
+    plan = _gemm_plan(get_chip("Ascend910B2"), 256, 256, 8192)
+    prog = plan.blocks[0][0]
+    (period, starts), = [v for v in prog.loops.values() if len(v[1]) > 8][:1]
+    lo, hi = starts[2], starts[2 + period]
+    assert periods_equal(prog, lo, hi, starts[2 + 2 * period] - lo)
+    assert not periods_equal(prog, starts[0], starts[period], starts[2] - starts[0])  # warm-up differs
