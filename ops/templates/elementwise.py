@@ -141,7 +141,8 @@ def elementwise_plan(name: str, chip: ChipSpec, numel: int, inputs: list[Operand
             b.store_gm(s.base + off, o.name, o.offset + int(start * o.itemsize), 1, _nbytes(n, o.itemsize))
 
     pipe = VectorPipeline(load if inputs else None, compute if steps else None, store, t.buffer_num, 0,
-                          _round_up(t.tile_elems * per_elem, blk))   # one buffer's worth of every tensor
+                          _round_up(t.tile_elems * per_elem, blk),   # one buffer's worth of every tensor
+                          shape=lambda tile: tile[1])                # a tile's instructions: its length
     # each block's chunk starts on a burst (512-byte) boundary of every tensor, as well-tuned kernels
     # align them (CATLASS: 512-byte aligned GM accesses move fastest)
     quantum = max(1, int(chip.memory.burst_bytes / min([o.itemsize for o in inputs + outputs] or [1])))

@@ -287,7 +287,8 @@ def row_part(name: str, chip: ChipSpec, rows: int, cols: int, inputs: list[RowOp
                     yield r0, nr, p, c0, min(t.col_chunk, cols - c0)
 
     pipe = VectorPipeline(load, compute, store, t.buffer_num, slot_base,
-                          (chip.buffers.ub - slot_base) // t.buffer_num // blk * blk)
+                          (chip.buffers.ub - slot_base) // t.buffer_num // blk * blk,
+                          shape=lambda tile: tile[1:])     # all but the first row: sizes, pass, chunk
     return VectorPart([tiles(lo, hi) for lo, hi in split_range(rows, t.block_dim)], pipe, prologue,
                       tuple(dict.fromkeys(o.name for o in inputs + outputs)), lambda n: replace(t, block_dim=n),
                       flops_per_elem * rows * cols)

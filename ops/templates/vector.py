@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ascend_sim.hw import ChipSpec
-from ascend_sim.isa import ISAError, KernelPlan, Pipe, ProgramBuilder
+from ascend_sim.isa import ISAError, KernelPlan, Pipe, ProgramBuilder, class_programs
 
 from .cube.block import drain        # flags left set are waited for, as between a cube core's groups
 
@@ -74,6 +74,9 @@ class VectorPipeline:
     slot_base: int = 0
     slot_bytes: int = 0
     scalar_per_tile: int = 1
+    # what a tile's instructions depend on apart from where its GM accesses point (blocks whose
+    # tiles have equal shapes are one block class, planned once); None: every block built in full
+    shape: Callable[[Any], Any] | None = None
 
     def __post_init__(self):
         if self.compute is None and (self.load is None or self.store is None):
@@ -166,14 +169,14 @@ def vector_kernel(name: str, chip: ChipSpec, blocks: Iterable[Iterable[Any]], pi
     block's tiles): ``prologue`` (e.g. loads of operands every tile shares), then the pipeline's
     loop. Blocks that emit nothing are dropped. ``tiling``: the plan's tiling, or a function of
     the number of blocks that returns it."""
-    progs = []
-    for tiles in blocks:
-        b = ProgramBuilder(chip, "AIV")
+    def emit(b, tiles):
         if prologue is not None:
             prologue(b)
         pipeline.run(b, tiles)
-        if len(b.prog):
-            progs.append([b.build()])
+
+    blocks = [list(tiles) for tiles in blocks]
+    shape = None if pipeline.shape is None else (lambda tiles: tuple(map(pipeline.shape, tiles)))
+    progs = [[p] for p in class_programs(chip, "AIV", blocks, shape, emit) if len(p)]
     t = tiling(len(progs)) if callable(tiling) else tiling
     return KernelPlan(name, "AIV", progs, tensors=tensors, tiling=t, flops=flops)
 

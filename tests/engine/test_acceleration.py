@@ -64,6 +64,27 @@ def test_flash_attention_planned_by_classes_equals_the_plan_built_in_full(monkey
         assert all(_programs_equal(p, q) for p, q in zip(x, y))
 
 
+@pytest.mark.parametrize("op", ["rms_norm", "cast"])
+def test_vector_kernels_planned_by_classes_equal_the_plans_built_in_full(monkeypatch, op):
+    import ascend_sim.ops.templates.vector as vector_template
+
+    def plan():
+        with Simulator("Ascend910B2", mode="meta", trace="ops") as sim:
+            if op == "rms_norm":
+                torch_npu.npu_rms_norm(e(1000, 4096), e(4096))       # rows that do not split evenly
+            else:
+                torch_npu.npu_dtype_cast(e(3 << 20), "float32")
+            (task,) = [t for d in sim.devices for s in d.streams for t in s.pending()]
+            return task.plan
+    shared = plan()
+    real = vector_template.class_programs
+    monkeypatch.setattr(vector_template, "class_programs", lambda chip, core, items, shape, emit:
+                        real(chip, core, items, None, emit))
+    full = plan()
+    assert len({id(b[0].kind) for b in shared.blocks}) < shared.block_dim == full.block_dim
+    assert all(_programs_equal(x[0], y[0]) for x, y in zip(shared.blocks, full.blocks))
+
+
 def _timed(build, accelerate, trace="ops"):
     with Simulator("Ascend910B2", mode="meta", trace=trace, memoize=False, accelerate=accelerate) as sim:
         build()
