@@ -28,6 +28,8 @@ host time than a small one.
 """
 from __future__ import annotations
 
+import threading
+
 from typing import Any, Callable
 
 import numpy as np
@@ -280,6 +282,10 @@ def _write_into(dev, target: NPUTensor, meta: TensorMeta, data) -> NPUTensor:
 # once and the engine can recognise a kernel it has simulated before.
 _PLAN_CACHE: dict = {}
 _PLAN_CACHE_MAX = 4096
+# SPMD ranks run in threads and meet the same specs together: the first builds the plan, the
+# others wait for it instead of building it again
+_PLAN_BUILDING: dict = {}
+_PLAN_LOCK = threading.Lock()
 
 
 def plans_for(sim, op, spec, extra=(), plan_args=()):
@@ -292,15 +298,34 @@ def plans_for(sim, op, spec, extra=(), plan_args=()):
         hash(key)
     except TypeError:
         key = None
-    hit = _PLAN_CACHE.get(key) if key is not None else None
-    if hit is None:
-        tiling = _ops.resolve_tiling(op, spec, sim.chip, override)
-        plans = op.plan(spec, sim.chip, tiling, *plan_args)
-        if key is None:
-            return plans
-        if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
-            _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
-        hit = _PLAN_CACHE[key] = (plans, sim.chip)
+    if key is None:
+        return op.plan(spec, sim.chip, _ops.resolve_tiling(op, spec, sim.chip, override), *plan_args)
+    hit = _PLAN_CACHE.get(key)
+    while hit is None:
+        with _PLAN_LOCK:
+            hit = _PLAN_CACHE.get(key)
+            building = _PLAN_BUILDING.get(key) if hit is None else None
+            if hit is None and building is None:
+                building = _PLAN_BUILDING[key] = threading.Event()
+                mine = True
+            else:
+                mine = False
+        if hit is not None:
+            break
+        if not mine:                    # another rank is building it
+            building.wait()
+            hit = _PLAN_CACHE.get(key)
+            continue                    # (if its build failed, build it here)
+        try:
+            plans = op.plan(spec, sim.chip, _ops.resolve_tiling(op, spec, sim.chip, override), *plan_args)
+            with _PLAN_LOCK:
+                if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
+                    _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
+                hit = _PLAN_CACHE[key] = (plans, sim.chip)
+        finally:
+            with _PLAN_LOCK:
+                del _PLAN_BUILDING[key]
+            building.set()
     return hit[0]
 
 
