@@ -267,8 +267,28 @@ class L2Cache:
         target = self.capacity
         log = self._log
         pages = self._lines
+        B = pages.BITS
+        mask = (1 << B) - 1
         while self.present > target and log:
             s, idx = log.popleft()
+            p0 = int(idx[0]) >> B
+            if p0 == int(idx[-1]) >> B:          # one page (most records): no split
+                pg = pages.pages.get(p0)
+                if pg is None:
+                    continue
+                st, dt = pg
+                loc = idx & mask
+                gone = loc[st[loc] == s]
+                n = len(gone)
+                if n:
+                    d = dt[gone]
+                    nd = int(np.count_nonzero(d))
+                    if nd:
+                        self._writeback += nd
+                        dt[gone] = False
+                    st[gone] = 0
+                    self.present -= n
+                continue
             mine = pages.get(pages.split(idx, create=False), len(idx), 0) == s
             n = int(np.count_nonzero(mine))
             if n:
