@@ -391,18 +391,20 @@ class Engine:
         return r
 
     def _lines_of(self, dm: DeviceModel, task, name: str, lo: int, hi: int):
+        """The run of L2 lines [first, end) bytes [lo, hi) of tensor ``name`` sit in, or None."""
         base = task.addresses.get(name)
         if base is None:
             return None
-        return dm.l2.lines(base, lo, 1, max(1, hi - lo), max(1, hi - lo))
+        L = dm.l2.line
+        return (base + lo) // L, (base + max(lo + 1, hi) - 1) // L + 1
 
     def _fingerprint(self, dm: DeviceModel, task, plan) -> tuple:
         """The L2 residency of each tensor the kernel reads, in tenths: what decides its hits."""
         fp = []
         for name, (lo, hi, reads, _) in sorted(self._ranges(plan).items()):
             if reads:
-                idx = self._lines_of(dm, task, name, lo, hi)
-                fp.append(-1 if idx is None else round(dm.l2.resident_fraction(idx) * 10))
+                run = self._lines_of(dm, task, name, lo, hi)
+                fp.append(-1 if run is None else round(dm.l2.resident_fraction_range(*run) * 10))
         return tuple(fp)
 
     def _follow(self, dm: DeviceModel, task, plan, running: dict, st: OpStats):
@@ -429,9 +431,9 @@ class Engine:
     def _touch(self, dm: DeviceModel, task, plan) -> None:
         """Leave L2 as the kernel would: its tensors' lines used (written ones dirty)."""
         for name, (lo, hi, reads, writes) in self._ranges(plan).items():
-            idx = self._lines_of(dm, task, name, lo, hi)
-            if idx is not None:
-                dm.l2.access(idx, count_hits=False, write=writes)
+            run = self._lines_of(dm, task, name, lo, hi)
+            if run is not None:
+                dm.l2.access_range(*run, write=writes)
         self._write_back(dm)
 
     def _replay(self, dm: DeviceModel, task, plan, memo: OpStats, st: OpStats):
@@ -494,7 +496,11 @@ class Engine:
             if c in seen:
                 continue
             seen.add(c)
-            (dm.aicpu if c.startswith("AICPU") else dm.aiv if c.startswith("AIV") else dm.aic).put(c)
+            pool = dm.aicpu if c.startswith("AICPU") else dm.aiv if c.startswith("AIV") else dm.aic
+            if pool.get_queue:
+                pool.put(c)             # a kernel waits for a core: the put hands it over
+            else:
+                pool.items.append(c)    # nobody waits: back in the pool at once (no event)
 
     # ----- block classes -----
     @staticmethod
@@ -907,12 +913,13 @@ class Engine:
         moved = 0.0
         while off < nbytes:
             n = min(piece, nbytes - off)
-            idx = dm.l2.lines(base, off, 1, n, n)
-            miss = 1.0 - dm.l2.resident_fraction(idx)
+            L = dm.l2.line
+            run = ((base + off) // L, (base + off + n - 1) // L + 1)
+            miss = 1.0 - dm.l2.resident_fraction_range(*run)
             if miss > 0:
                 yield dm.net.start(n * miss, float("inf"), ((dm.res_l2, 1.0), (dm.res_hbm, 1.0)))
                 moved += n * miss
-            dm.l2.access(idx, count_hits=False)
+            dm.l2.access_range(*run)
             moved += self._write_back(dm)
             off += n
         return moved

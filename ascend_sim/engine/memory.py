@@ -271,6 +271,19 @@ class L2Cache:
         mask = (1 << B) - 1
         while self.present > target and log:
             s, idx = log.popleft()
+            if type(idx) is tuple:               # a run of lines: page slices
+                for st, dt, a, b in self._range_pages(idx[0], idx[1], False):
+                    seg, dseg = st[a:b], dt[a:b]
+                    mine = seg == s
+                    n = int(np.count_nonzero(mine))
+                    if n:
+                        nd = int(np.count_nonzero(dseg & mine))
+                        if nd:
+                            self._writeback += nd
+                            dseg[mine] = False
+                        seg[mine] = 0
+                        self.present -= n
+                continue
             p0 = int(idx[0]) >> B
             if p0 == int(idx[-1]) >> B:          # one page (most records): no split
                 pg = pages.pages.get(p0)
@@ -299,6 +312,57 @@ class L2Cache:
                     pages.put(gone, False, 1)
                 pages.put(gone, 0, 0)
                 self.present -= n
+
+    # ----- contiguous runs of lines (a kernel's whole tensors, prefetch pieces): page slices -----
+    def _range_pages(self, first: int, end: int, create: bool):
+        B = self._lines.BITS
+        size = 1 << B
+        for p in range(first >> B, ((end - 1) >> B) + 1):
+            a, b = max(first, p << B) - (p << B), min(end, (p + 1) << B) - (p << B)
+            st, dt = self._lines._page(p, create)
+            if st is not None:
+                yield st, dt, a, b
+            elif not create:
+                continue
+
+    def access_range(self, first: int, end: int, write: bool = False) -> int:
+        """Touch lines [first, end) as :meth:`access` would (a run longer than the cache keeps its
+        last ``capacity`` lines); returns how many were present. Costs O(pages), no index arrays."""
+        if end <= first:
+            return 0
+        hits = 0
+        if end - first > self.capacity:
+            head_end = end - self.capacity
+            for st, dt, a, b in self._range_pages(first, head_end, True):
+                seg, dseg = st[a:b], dt[a:b]
+                was = seg != 0
+                h = int(np.count_nonzero(was))
+                hits += h
+                self._writeback += (b - a) if write else int(np.count_nonzero(dseg & was))
+                seg[:] = 0
+                dseg[:] = False
+                self.present -= h
+            first = head_end
+        self.clock += 1
+        s = self.clock
+        h = 0
+        for st, dt, a, b in self._range_pages(first, end, True):
+            h += int(np.count_nonzero(st[a:b]))
+            st[a:b] = s
+            if write:
+                dt[a:b] = True
+        hits += h
+        self.present += (end - first) - h
+        self._log.append((s, (first, end)))
+        if self.present > self.capacity:
+            self._evict()
+        return hits
+
+    def resident_fraction_range(self, first: int, end: int) -> float:
+        if end <= first:
+            return 0.0
+        n = sum(int(np.count_nonzero(st[a:b])) for st, _, a, b in self._range_pages(first, end, False))
+        return n / (end - first)
 
     def take_writeback(self) -> int:
         """Bytes of dirty lines evicted since the last call (HBM owes them a write)."""

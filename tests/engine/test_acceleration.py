@@ -267,3 +267,16 @@ def test_marked_periods_repeat_the_same_instructions():
     lo, hi = starts[2], starts[2 + period]
     assert periods_equal(prog, lo, hi, starts[2 + 2 * period] - lo)
     assert not periods_equal(prog, starts[0], starts[period], starts[2] - starts[0])  # warm-up differs
+
+
+def test_a_run_of_lines_is_the_same_access_as_its_index_list():
+    rng = np.random.default_rng(3)
+    a, b = L2Cache(200 * 512, 512), L2Cache(200 * 512, 512)
+    for _ in range(300):
+        first = int(rng.integers(0, 1 << 16))
+        end = first + int(rng.integers(1, 400))          # some runs longer than the 200-line cache
+        write = bool(rng.random() < 0.5)
+        assert a.access_range(first, end, write=write) == b.access(np.arange(first, end), write=write)
+        assert a.take_writeback() == b.take_writeback() and a.present == b.present
+        probe = int(rng.integers(0, 1 << 16))
+        assert a.resident_fraction_range(probe, probe + 64) == b.resident_fraction(np.arange(probe, probe + 64))
