@@ -6,6 +6,7 @@ Cases (all meta mode; wall time of the whole call: planning + simulation):
   fa8k     the same at S8192
   linear   npu_linear fp16 7680 x 7680 x 7680 on Ascend910_9391
   gemm4k   npu_linear fp16 4096^3 on Ascend910B2, trace="pipe" (instruction level)
+  gemm4k-full, fa8k-full   the same with accelerate=False: every block and iteration one by one
   layer8b  one Llama-3-8B decoder layer, prefill 2048, trace="pipe"  (Ascend910B2)
   est70b   the README's llama3-70b TP=8 estimate, both phases (ascend-sim estimate)
 
@@ -51,9 +52,9 @@ def _layer8b():
     return "Ascend910B2", "pipe", build
 
 
-def run_sim_case(chip, trace, build, takes_sim=False):
+def run_sim_case(chip, trace, build, takes_sim=False, accelerate=True):
     t0 = time.perf_counter()
-    sim = Simulator(chip, mode="meta", trace=trace)
+    sim = Simulator(chip, mode="meta", trace=trace, accelerate=accelerate)
     if takes_sim:
         build(sim)
     else:
@@ -67,14 +68,27 @@ def run_sim_case(chip, trace, build, takes_sim=False):
 
 def est70b():
     from ascend_sim.cli import main
+    from ascend_sim.engine import engine as engine_module
+    engines = []
+    init = engine_module.Engine.__init__
+
+    def keep(self, *a, **k):
+        init(self, *a, **k)
+        engines.append(self)
+    engine_module.Engine.__init__ = keep
     cfg = {"preset": "llama3-70b", "tp": 8, "phase": "both", "seq": 2048, "context": 4096, "weight_format": "NZ"}
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "model.json")
         with open(path, "w") as f:
             json.dump(cfg, f)
         t0 = time.perf_counter()
-        main(["estimate", path])
-        return time.perf_counter() - t0, {}
+        try:
+            main(["estimate", path])
+        finally:
+            engine_module.Engine.__init__ = init
+        wall = time.perf_counter() - t0
+    return wall, {"instructions": sum(e.instructions for e in engines),
+                  "effective_instructions": sum(e.effective for e in engines)}
 
 
 CASES = {
@@ -82,6 +96,9 @@ CASES = {
     "fa8k": (lambda: run_sim_case(*_fa(8192)), ""),
     "linear": (lambda: run_sim_case(*_linear(7680, "Ascend910_9391", "ops")), "< 5 s"),
     "gemm4k": (lambda: run_sim_case(*_linear(4096, "Ascend910B2", "pipe")), ""),
+    # every block and iteration simulated one by one (accelerate=False): the raw instruction rate
+    "gemm4k-full": (lambda: run_sim_case(*_linear(4096, "Ascend910B2", "pipe"), accelerate=False), ">= 300 k/s"),
+    "fa8k-full": (lambda: run_sim_case(*_fa(8192), accelerate=False), ">= 300 k/s"),
     "layer8b": (lambda: run_sim_case(*_layer8b(), takes_sim=True), "< 10 s"),
     "est70b": (est70b, "< 30 s"),
 }
