@@ -85,3 +85,20 @@ def test_one_kernel_on_two_devices_at_different_instants_runs_on_both():
     a, b = first.record, later.record
     assert b.start_us > a.start_us and b.start_us < a.start_us + a.duration_us     # they overlap
     assert b.duration_us == pytest.approx(a.duration_us, rel=0.02)
+
+
+@pytest.mark.parametrize("phase", ["prefill", "decode", "both"])
+def test_the_readme_70b_estimate_runs_in_every_phase(phase, tmp_path, capsys):
+    """The README's llama3-70b TP=8 configuration (one layer here; benchmarks/speed.py runs all 80):
+    two devices replaying and following the same kernels used to end in a KeyError."""
+    import json
+
+    from ascend_sim.cli import main
+    cfg = tmp_path / "model.json"
+    cfg.write_text(json.dumps({"preset": "llama3-70b", "tp": 8, "phase": phase, "seq": 2048, "context": 4096,
+                               "weight_format": "NZ", "layers": 1}))
+    assert main(["estimate", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    for what in (["prefill of 2048 tokens"] if phase != "decode" else []) + \
+            (["one decode step at context 4096"] if phase != "prefill" else []):
+        assert what in out
