@@ -273,16 +273,9 @@ class L2Cache:
             s, idx = log.popleft()
             if type(idx) is tuple:               # a run of lines: page slices
                 for st, dt, a, b in self._range_pages(idx[0], idx[1], False):
-                    seg, dseg = st[a:b], dt[a:b]
+                    seg = st[a:b]
                     mine = seg == s
-                    n = int(np.count_nonzero(mine))
-                    if n:
-                        nd = int(np.count_nonzero(dseg & mine))
-                        if nd:
-                            self._writeback += nd
-                            dseg[mine] = False
-                        seg[mine] = 0
-                        self.present -= n
+                    self._drop(seg, dt[a:b], mine, int(np.count_nonzero(mine)))
                 continue
             p0 = int(idx[0]) >> B
             if p0 == int(idx[-1]) >> B:          # one page (most records): no split
@@ -292,15 +285,7 @@ class L2Cache:
                 st, dt = pg
                 loc = idx & mask
                 gone = loc[st[loc] == s]
-                n = len(gone)
-                if n:
-                    d = dt[gone]
-                    nd = int(np.count_nonzero(d))
-                    if nd:
-                        self._writeback += nd
-                        dt[gone] = False
-                    st[gone] = 0
-                    self.present -= n
+                self._drop(st, dt, gone, len(gone))
                 continue
             mine = pages.get(pages.split(idx, create=False), len(idx), 0) == s
             n = int(np.count_nonzero(mine))
@@ -363,6 +348,17 @@ class L2Cache:
             return 0.0
         n = sum(int(np.count_nonzero(st[a:b])) for st, _, a, b in self._range_pages(first, end, False))
         return n / (end - first)
+
+    def _drop(self, st: np.ndarray, dt: np.ndarray, where, n: int) -> None:
+        """Evict the ``n`` lines ``where`` (a mask or indices) selects in page arrays: dirty ones
+        owe HBM a write."""
+        if n:
+            nd = int(np.count_nonzero(dt[where]))
+            if nd:
+                self._writeback += nd
+                dt[where] = False
+            st[where] = 0
+            self.present -= n
 
     def take_writeback(self) -> int:
         """Bytes of dirty lines evicted since the last call (HBM owes them a write)."""
