@@ -108,45 +108,46 @@ def aiv_program(chip, ctx: BlockContext, a: int, b: ProgramBuilder | None = None
             e = r * n
             row_scalars = r * per_row
             b.wait_flag(MTE2, V, ev + sb)
-            if p.msd_steps:
-                b.vector("fma", F32, (steps - 1) * e, addrs=(s_addr,), name="VECTOR.msd_combine_s")
-            for _ in p.antiquant_token_params:
-                b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.antiquant_per_token")
-            b.vector("unary", F32, e, addrs=(s_addr,), name="VECTOR.muls_scale")
-            if p.pse is not None:
-                if p.pse.elem_bits < 8 * F32_BYTES:
-                    b.vector("unary", F32, e, addrs=(addr["pse"],), name="VECTOR.cast_pse")
-                b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.add_pse")
-            if use_mask:
-                b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.select_mask")
-            # row max: fold the row pairwise down to one block, then reduce it
-            if n > per_row:
-                b.vector("binary", F32, r * (n - per_row), addrs=(s_addr,), name="VECTOR.max_fold")
-            b.vector("reduce_max", F32, row_scalars, addrs=(s_addr,), name="VECTOR.row_max")
-            b.vector("binary", F32, row_scalars, addrs=(addr["row stats"],), name="VECTOR.max_running")
-            if not first:                            # rescale factor exp(m_old - m_new)
-                b.vector("binary", F32, row_scalars, addrs=(addr["row stats"],), name="VECTOR.sub_max")
-                b.vector("exp", F32, row_scalars, addrs=(addr["row stats"],), name="VECTOR.exp_rescale")
-            b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.sub_row_max")
-            b.vector("exp", F32, e, addrs=(s_addr,), name="VECTOR.exp")
-            if n > per_row:
-                b.vector("binary", F32, r * (n - per_row), addrs=(s_addr,), name="VECTOR.sum_fold")
-            b.vector("reduce_sum", F32, row_scalars, addrs=(s_addr,), name="VECTOR.row_sum")
-            b.vector("fma" if not first else "unary", F32, row_scalars, addrs=(addr["row stats"],),
-                     name="VECTOR.sum_running")
-            if p.dropout_in_kernel:
-                b.vector("binary", "int32", e, addrs=(s_addr,), name="VECTOR.dropout_random")
-            if p.dropout is not None or p.dropout_in_kernel:
-                b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.dropout_select")
-            if p.quantize_p:
-                b.vector("unary", F32, e, addrs=(s_addr,), name="VECTOR.quant_p")
-            if p.msd_steps:                          # P split into int8 pieces like the query
-                for _ in range(p.msd_steps):
-                    b.vector("unary", F32, e, addrs=(s_addr,), name="VECTOR.msd_scale_p")
-                    b.vector("unary", F32, e, addrs=(s_addr,), name="VECTOR.msd_cast_p")
-                    b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.msd_residual_p")
-            else:
-                b.vector("unary", F32, e, addrs=(s_addr,), name=f"VECTOR.cast_p_{pv.name}")
+            if not b.records_only:                   # the softmax itself: on-core work only
+                if p.msd_steps:
+                    b.vector("fma", F32, (steps - 1) * e, addrs=(s_addr,), name="VECTOR.msd_combine_s")
+                for _ in p.antiquant_token_params:
+                    b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.antiquant_per_token")
+                b.vector("unary", F32, e, addrs=(s_addr,), name="VECTOR.muls_scale")
+                if p.pse is not None:
+                    if p.pse.elem_bits < 8 * F32_BYTES:
+                        b.vector("unary", F32, e, addrs=(addr["pse"],), name="VECTOR.cast_pse")
+                    b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.add_pse")
+                if use_mask:
+                    b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.select_mask")
+                # row max: fold the row pairwise down to one block, then reduce it
+                if n > per_row:
+                    b.vector("binary", F32, r * (n - per_row), addrs=(s_addr,), name="VECTOR.max_fold")
+                b.vector("reduce_max", F32, row_scalars, addrs=(s_addr,), name="VECTOR.row_max")
+                b.vector("binary", F32, row_scalars, addrs=(addr["row stats"],), name="VECTOR.max_running")
+                if not first:                            # rescale factor exp(m_old - m_new)
+                    b.vector("binary", F32, row_scalars, addrs=(addr["row stats"],), name="VECTOR.sub_max")
+                    b.vector("exp", F32, row_scalars, addrs=(addr["row stats"],), name="VECTOR.exp_rescale")
+                b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.sub_row_max")
+                b.vector("exp", F32, e, addrs=(s_addr,), name="VECTOR.exp")
+                if n > per_row:
+                    b.vector("binary", F32, r * (n - per_row), addrs=(s_addr,), name="VECTOR.sum_fold")
+                b.vector("reduce_sum", F32, row_scalars, addrs=(s_addr,), name="VECTOR.row_sum")
+                b.vector("fma" if not first else "unary", F32, row_scalars, addrs=(addr["row stats"],),
+                         name="VECTOR.sum_running")
+                if p.dropout_in_kernel:
+                    b.vector("binary", "int32", e, addrs=(s_addr,), name="VECTOR.dropout_random")
+                if p.dropout is not None or p.dropout_in_kernel:
+                    b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.dropout_select")
+                if p.quantize_p:
+                    b.vector("unary", F32, e, addrs=(s_addr,), name="VECTOR.quant_p")
+                if p.msd_steps:                          # P split into int8 pieces like the query
+                    for _ in range(p.msd_steps):
+                        b.vector("unary", F32, e, addrs=(s_addr,), name="VECTOR.msd_scale_p")
+                        b.vector("unary", F32, e, addrs=(s_addr,), name="VECTOR.msd_cast_p")
+                        b.vector("binary", F32, e, addrs=(s_addr,), name="VECTOR.msd_residual_p")
+                else:
+                    b.vector("unary", F32, e, addrs=(s_addr,), name=f"VECTOR.cast_p_{pv.name}")
             b.set_flag(V, MTE3, ev + sb)
             b.wait_flag(V, MTE3, ev + sb)
             b.store_gm(s_addr, "workspace", int(ctx.slot(j, "P") + r0 * steps * pv.nbytes(n)),
