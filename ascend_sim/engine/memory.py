@@ -247,16 +247,26 @@ class L2Cache:
             pages.put(hp, 0, 0)
             pages.put(hp, False, 1)
             self.present -= hits
-        parts = pages.split(idx)
         self.clock += 1
         s = self.clock
-        was = pages.get(parts, len(idx), 0) != 0
+        B = pages.BITS
+        p0 = int(idx[0]) >> B
+        if p0 == int(idx[-1]) >> B:              # one page (most accesses): its arrays directly
+            st, dt = pages._page(p0, True)
+            loc = idx & ((1 << B) - 1)
+            was = st[loc] != 0
+            st[loc] = s
+            if write:
+                dt[loc] = True
+        else:
+            parts = pages.split(idx)
+            was = pages.get(parts, len(idx), 0) != 0
+            pages.put(parts, s, 0)
+            if write:
+                pages.put(parts, True, 1)
         self._last = (idx, was, True)
         h = int(np.count_nonzero(was))
         hits += h
-        pages.put(parts, s, 0)
-        if write:
-            pages.put(parts, True, 1)
         self.present += len(idx) - h
         self._log.append((s, idx))
         if self.present > self.capacity:
