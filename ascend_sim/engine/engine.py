@@ -16,6 +16,11 @@ What is modelled, from the ChipSpec alone:
   transfer, which then shares L2/HBM bandwidth with every other transfer (see memory.py).
 * **Deadlock.** A wait that no set answers leaves its pipe waiting when nothing else can happen;
   the engine then raises :class:`DeadlockError` naming device, core, pipe, flag and instruction.
+* **What repeats is timed once** (``accelerate=True``): blocks identical up to their GM offsets
+  that start together are one *block class*, simulated once (each transfer a flow standing for
+  every member; L2 sees every member's lines; the pipe trace shows every core); marked tile loops
+  in steady state jump whole periods (steady.py); a kernel met again under the same L2 residency
+  is replayed (``memoize``). ``accelerate=False`` runs every block and iteration one by one.
 
 Time is in cycles of the AIC clock (AIV programs are scaled by the clock ratio); microseconds
 appear only in the records. The same program gives the same cycles every time.

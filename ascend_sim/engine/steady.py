@@ -4,30 +4,34 @@ jumped over instead of simulated to its end.
 What is modelled. A template marks its tile loops (``ProgramBuilder.begin_loop`` / ``iteration``:
 the K loop of a cube core, a vector block's tile loop, flash attention's key-tile loop) with the
 loop's *period*: the iterations after which the instructions repeat (the ring of buffers it
-cycles through). While a block (or a block class) runs, every pipe notes its local clock at each
-iteration start. When, for every pipe of the block, the last three periods took the same time D
-(within ``TOLERANCE`` of D) and the periods ahead repeat the same instructions, the block skips J
-whole periods: each pipe, on reaching the first skipped iteration, moves on to the iteration J
-periods later with its clock J x D later. What the skipped iterations would have done is still
-done: their GM bytes are counted exactly, L2 sees the lines they touch (each tensor's lines
-once, in one step), HBM carries their fills and the write-backs they cause, and their L2/HBM
-bandwidth is held by a background flow for the skipped time, so other work on the device sees
-the same contention. Pipe busy time grows by J periods'.
+cycles through). While a block (or a block class) runs, every coupled pipe notes its local clock
+at each iteration start. When, for every such pipe, the last three periods took the same time D
+(within ``TOLERANCE`` of D) and the periods ahead repeat the same instructions, the block proposes
+to skip J whole periods; each pipe, on reaching the first skipped iteration, moves on to the
+iteration J periods later with its clock J x D later. What the skipped iterations would have done
+is still done, over the jump's time, in ``TOUCH_CHUNKS`` ordered pieces: their GM bytes are
+counted exactly, L2 sees the lines each piece touches, and flows carry their L2/HBM bandwidth and
+the write-backs of the lines they evict, so other work sees the same traffic. Pipe busy time grows
+by J periods'.
 
 Flags stay consistent across the jump: a flag set is kept in the setter's unshifted time and a
 wait adds its own pipe's shift, so a set made before the jump and waited for after it arrives J x D
 later, as the set J periods on would have.
 
+When a loop may jump: the block runs of its kernel all propose the same period time, none of their
+pipes has reached its first skipped iteration, and they jump the same time together
+(:class:`JumpCoordinator`: contention between them stays as it was); every block of the kernel has
+started; nothing else runs on the device (its interference is not periodic); and L2 will not evict
+before the loop ends (once it evicts, the write-backs in flight when a jump lands are not the steady
+ones). A loop may jump again once it has run three more equal periods; the last period is run.
+
 Bound: the extrapolated part is exact when the loop is periodic; the check allows each period to
-differ from the last by ``TOLERANCE`` of its length, so the error is below TOLERANCE of the
-skipped time. A loop is not jumped when its kernel shares the device with other work (their
-interference is not periodic), and one jump at most per loop instance, leaving at least one
-period at the end to drain the pipeline.
+differ from the last by ``TOLERANCE`` of its length, so the error is below TOLERANCE of the skipped
+time (tests/engine/test_acceleration.py holds the whole kernel within 1% of the full run).
 """
 from __future__ import annotations
 
 import bisect
-from math import gcd
 
 import numpy as np
 
@@ -311,10 +315,3 @@ class JumpCoordinator:
     def leave(self, run) -> None:
         self.active.discard(run)
         self.proposals.pop(run, None)
-
-
-def lcm(*xs: int) -> int:
-    out = 1
-    for x in xs:
-        out = out * x // gcd(out, x)
-    return out
