@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import simpy
@@ -136,8 +135,8 @@ class Engine:
         self.memoize = (trace != "pipe") if memoize is None else memoize
         if self.memoize and trace == "pipe":
             raise ValueError("memoize=True replays kernels without their instructions: use trace='ops' or 'core'")
-        # block classes: blocks identical up to their GM offsets that start together are simulated
-        # once (False: every block on its own, the reference the accelerated path is tested against)
+        # block classes and steady-state loop jumps (False: every block and iteration on its own,
+        # the reference the accelerated paths are tested against)
         self.accelerate = accelerate
         self._memo: dict = {}
         self._coords: dict = {}        # running kernel (task id) -> its JumpCoordinator
@@ -398,10 +397,7 @@ class Engine:
     def _lines_of(self, dm: DeviceModel, task, name: str, lo: int, hi: int):
         """The run of L2 lines [first, end) bytes [lo, hi) of tensor ``name`` sit in, or None."""
         base = task.addresses.get(name)
-        if base is None:
-            return None
-        L = dm.l2.line
-        return (base + lo) // L, (base + max(lo + 1, hi) - 1) // L + 1
+        return None if base is None else dm.l2.run(base + lo, hi - lo)
 
     def _fingerprint(self, dm: DeviceModel, task, plan) -> tuple:
         """The L2 residency of each tensor the kernel reads, in tenths: what decides its hits."""
@@ -478,22 +474,28 @@ class Engine:
         return {"CUBE": "cube", "VECTOR": "vector", "MTE1": "mte1", "MTE2": "mte2", "MTE3": "mte3",
                 "FIXP": "fixpipe", "SCALAR": "scalar", "AICPU": "aicpu"}.get(lane, lane.lower())
 
+    def _block_pools(self, dm: DeviceModel, plan) -> list:
+        """The core pools one block of ``plan`` takes a core from, in order: AIC and AIV kernels one
+        (vector work on the AI Cores of a coupled chip without AIVs), MIX 1 AIC + ``mix_ratio`` AIV
+        (on a coupled chip the AI Core alone: its own vector unit serves)."""
+        c = self.chip.cores
+        if plan.core_type == "AIC":
+            return [dm.aic]
+        if plan.core_type == "AIV":
+            return [dm.aic if c.coupled and not c.aiv else dm.aiv]
+        return [dm.aic] if c.coupled else [dm.aic] + [dm.aiv] * plan.mix_ratio
+
+    def _block_cores(self, plan, taken: list) -> list:
+        """A block's cores, one per program, from the cores ``taken`` from its pools."""
+        if plan.core_type == "MIX" and self.chip.cores.coupled:
+            return taken * (1 + plan.mix_ratio)
+        return taken
+
     def _acquire(self, dm: DeviceModel, plan):
-        ct = plan.core_type
-        if ct == "AIC":
-            return [(yield dm.aic.get())]
-        if ct == "AIV":
-            if self.chip.cores.coupled and not self.chip.cores.aiv:
-                return [(yield dm.aic.get())]
-            return [(yield dm.aiv.get())]
-        # MIX: 1 AIC + ratio AIV; on coupled chips the AI Core's own vector unit serves
-        cube = yield dm.aic.get()
-        if self.chip.cores.coupled:
-            return [cube] * (1 + plan.mix_ratio)
-        vecs = []
-        for _ in range(plan.mix_ratio):
-            vecs.append((yield dm.aiv.get()))
-        return [cube] + vecs
+        taken = []
+        for pool in self._block_pools(dm, plan):
+            taken.append((yield pool.get()))
+        return self._block_cores(plan, taken)
 
     def _release(self, dm: DeviceModel, plan, cores) -> None:
         seen = set()
@@ -538,26 +540,12 @@ class Engine:
     def _take_now(self, dm: DeviceModel, plan):
         """The cores of every block of ``plan`` (one list per block, as :meth:`_acquire` gives them),
         taken at this instant if they are all free and no other kernel waits for cores; else None."""
-        c = self.chip.cores
-        n = plan.block_dim
-        ct = plan.core_type
-        vec_on_aic = c.coupled and not c.aiv
-        need_aic = n if ct in ("AIC", "MIX") or (ct == "AIV" and vec_on_aic) else 0
-        need_aiv = n if ct == "AIV" and not vec_on_aic else n * plan.mix_ratio if ct == "MIX" and not c.coupled else 0
-        if (len(dm.aic.items) < need_aic or len(dm.aiv.items) < need_aiv or dm.aic.get_queue
-                or dm.aiv.get_queue):
+        pools = self._block_pools(dm, plan)
+        need = collections.Counter(id(p) for p in pools)
+        if any(p.get_queue or len(p.items) < need[id(p)] * plan.block_dim for p in pools):
             return None
-        cores = []
-        for _ in range(n):         # the cores _acquire would give, taken now (no other process between)
-            if ct == "AIV":
-                cores.append([(dm.aic if vec_on_aic else dm.aiv).items.pop(0)])
-            elif ct == "AIC":
-                cores.append([dm.aic.items.pop(0)])
-            else:
-                cube = dm.aic.items.pop(0)
-                cores.append([cube] * (1 + plan.mix_ratio) if c.coupled else
-                             [cube] + [dm.aiv.items.pop(0) for _ in range(plan.mix_ratio)])
-        return cores
+        # the cores _acquire would give, taken now (no other process between)
+        return [self._block_cores(plan, [p.items.pop(0) for p in pools]) for _ in range(plan.block_dim)]
 
     def _hold_cores(self, dm: DeviceModel, plan):
         """Every block's cores (a generator): at once when they are free, else one by one."""
@@ -635,7 +623,6 @@ class Engine:
         dev = dm.index
         label = labels[0]
         lane_names = [f"{lb}.{lane}" for lb in labels]
-        lane_name = lane_names[0]
         members = len(labels)
         busy = 0.0
         shift = 0.0          # cycles added by loop jumps
@@ -918,8 +905,7 @@ class Engine:
         moved = 0.0
         while off < nbytes:
             n = min(piece, nbytes - off)
-            L = dm.l2.line
-            run = ((base + off) // L, (base + off + n - 1) // L + 1)
+            run = dm.l2.run(base + off, n)
             miss = 1.0 - dm.l2.resident_fraction_range(*run)
             if miss > 0:
                 yield dm.net.start(n * miss, float("inf"), ((dm.res_l2, 1.0), (dm.res_hbm, 1.0)))

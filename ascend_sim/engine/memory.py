@@ -107,6 +107,20 @@ class _Pages:
         self.pages.clear()
 
 
+def row_lines(starts: np.ndarray, row_bytes: int, line: int) -> tuple[np.ndarray, bool]:
+    """The lines of rows of ``row_bytes`` starting at byte addresses ``starts`` (any shape): an array
+    of shape ``starts.shape + (span,)``, -1 past a row's last line, and whether every row covers all
+    ``span`` lines (no -1)."""
+    first = starts // line
+    last = (starts + row_bytes - 1) // line
+    span = int((last - first).max()) + 1
+    idx = first[..., None] + np.arange(span, dtype=np.int64)
+    dense = bool((last - first == span - 1).all())
+    if not dense:
+        idx = np.where(idx <= last[..., None], idx, -1)
+    return idx, dense
+
+
 class L2Cache:
     def __init__(self, capacity_bytes: int, line_bytes: int):
         self.line = int(line_bytes)
@@ -125,15 +139,16 @@ class L2Cache:
         start = base + offset
         if rows == 1 or stride == row_bytes:          # one contiguous run
             return np.arange(start // L, (start + rows * row_bytes - 1) // L + 1, dtype=np.int64)
-        starts = start + np.arange(rows, dtype=np.int64) * stride
-        first = starts // L
-        last = (starts + row_bytes - 1) // L
-        span = int((last - first).max()) + 1
-        idx = (first[:, None] + np.arange(span, dtype=np.int64)[None, :])
-        idx = idx[idx <= last[:, None]]
-        if stride < (span + 1) * L:            # rows may share lines
+        grid, dense = row_lines(start + np.arange(rows, dtype=np.int64) * stride, row_bytes, L)
+        idx = grid.ravel() if dense else grid[grid >= 0]
+        if stride < (grid.shape[-1] + 1) * L:            # rows may share lines
             idx = np.unique(idx)
         return idx
+
+    def run(self, address: int, nbytes: int) -> tuple[int, int]:
+        """The run of lines [first, end) bytes [address, address + nbytes) sit in (one line at least)."""
+        L = self.line
+        return address // L, (address + max(1, nbytes) - 1) // L + 1
 
     def access_members(self, base: int, offsets, rows: int, row_bytes: int, stride: int,
                        write: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -146,13 +161,8 @@ class L2Cache:
         offsets = np.asarray(offsets, dtype=np.int64)
         m = len(offsets)
         starts = (base + offsets)[:, None] + np.arange(rows, dtype=np.int64)[None, :] * stride
-        first = starts // L
-        last = (starts + row_bytes - 1) // L
-        span = int((last - first).max()) + 1
-        idx = first[:, :, None] + np.arange(span, dtype=np.int64)
-        dense = bool((last - first == span - 1).all())       # every row covers span lines
-        if not dense:
-            idx = np.where(idx <= last[:, :, None], idx, -1)
+        idx, dense = row_lines(starts, row_bytes, L)
+        span = idx.shape[-1]
         idx = idx.reshape(m, -1)
         if rows > 1 and stride < (span + 1) * L:          # rows of a member may share lines
             idx.sort(axis=1)
@@ -160,7 +170,7 @@ class L2Cache:
             dup[:, 1:] = idx[:, 1:] == idx[:, :-1]
             idx[dup] = -1
             dense = False
-        lo, hi = first[:, 0], last[:, -1]
+        lo, hi = starts[:, 0] // L, (starts[:, -1] + row_bytes - 1) // L
         order = np.argsort(lo, kind="stable")
         disjoint = bool((hi[order[:-1]] < lo[order[1:]]).all())   # no line is two members'
         if dense:
@@ -229,7 +239,7 @@ class L2Cache:
         out, self._wb_members = self._wb_members, []
         return out
 
-    def access(self, idx: np.ndarray, count_hits: bool = True, write: bool = False) -> int:
+    def access(self, idx: np.ndarray, write: bool = False) -> int:
         """Touch lines (ascending); returns how many were present. Misses are filled (evicting LRU
         lines); ``write`` marks the lines dirty. Of a run longer than the cache only the last
         ``capacity`` lines stay: the ones before are evicted by the run itself (dirty ones cost a
@@ -310,15 +320,13 @@ class L2Cache:
 
     # ----- contiguous runs of lines (a kernel's whole tensors, prefetch pieces): page slices -----
     def _range_pages(self, first: int, end: int, create: bool):
+        """(stamps, dirty, a, b) of each page lines [first, end) cover: its slice [a, b) (pages never
+        touched are skipped unless ``create``)."""
         B = self._lines.BITS
-        size = 1 << B
         for p in range(first >> B, ((end - 1) >> B) + 1):
-            a, b = max(first, p << B) - (p << B), min(end, (p + 1) << B) - (p << B)
             st, dt = self._lines._page(p, create)
             if st is not None:
-                yield st, dt, a, b
-            elif not create:
-                continue
+                yield st, dt, max(first, p << B) - (p << B), min(end, (p + 1) << B) - (p << B)
 
     def access_range(self, first: int, end: int, write: bool = False) -> int:
         """Touch lines [first, end) as :meth:`access` would (a run longer than the cache keeps its

@@ -37,6 +37,8 @@ import numpy as np
 
 from ascend_sim.isa import BARRIER, COMPUTE, GM
 
+from .memory import row_lines
+
 TOLERANCE = 1e-3          # a period may differ from the previous one by this fraction of its length
 CONVERGED_PERIODS = 3     # periods of equal length seen before a jump
 L2_FULL_SLACK = 0.01      # L2 within this fraction of its capacity counts as full (it may evict)
@@ -98,7 +100,7 @@ class LoopRun:
                 # every coupled pipe of the block passes the loop's marks
                 pipes = sum(len(coupled_pipes(prog)) for prog in rep)
                 self.loops[lid] = {"period": period, "n": n, "times": {}, "arrived": {}, "pipes": pipes,
-                                   "skip": None, "done": False}
+                                   "skip": None, "done": False, "reached": -1}
 
     def marks(self, pi: int, pipe: int, idxs: list[int]) -> list[tuple[int, int, int]]:
         """(position in this pipe's queue, loop id, iteration) of every iteration start the pipe
@@ -127,7 +129,7 @@ class LoopRun:
                 lp["skip"] = None
             return s1, dt, (s1 - s0) // lp["period"] * per_busy[who]
         lp["times"].setdefault(who, {})[k] = (t, busy)
-        if k > lp.get("reached", -1):
+        if k > lp["reached"]:
             lp["reached"] = k
         if lp["done"]:
             return None
@@ -140,7 +142,7 @@ class LoopRun:
 
     def _decide(self, lid: int, lp, k: int, disturbed: bool) -> None:
         P = lp["period"]
-        if k < max(CONVERGED_PERIODS * P, lp.get("retry", 0)) or lp["skip"] is not None:
+        if k < CONVERGED_PERIODS * P or lp["skip"] is not None:
             return
         if disturbed:                      # other work on the device: its interference is not periodic
             lp["done"] = True
@@ -158,8 +160,7 @@ class LoopRun:
                 return
             per_busy[who] = pts[0][1] - pts[1][1]
         # the first iteration no pipe has reached, in phase with k
-        reached = max(max(rec) for rec in lp["times"].values())
-        s0 = k + P * (-(-(reached + 1 - k) // P))
+        s0 = k + P * (-(-(lp["reached"] + 1 - k) // P))
         # whole periods from s0 on repeating the one before s0, on every program; the last such
         # period is run (the landing), the ones before it are skipped
         same = 0
@@ -218,13 +219,6 @@ class LoopRun:
             yield env.timeout(piece)
 
     @staticmethod
-    def _bus(prog, starts, s0: int, P: int) -> int:
-        """Bus bytes of the GM accesses of one period (from iteration s0) of ``prog``: an upper bound
-        of the bytes it brings into L2."""
-        kinds, arg, acc = prog.kind, prog.arg, prog.accesses
-        return sum(acc[arg[i]].bus_bytes for i in range(starts[s0], starts[s0 + P]) if kinds[i] == GM)
-
-    @staticmethod
     def _repeats(starts, prog, s0: int, q: int, P: int) -> bool:
         """Period q after s0 repeats the period just before s0."""
         lo, hi = starts[s0 - P], starts[s0]
@@ -259,12 +253,9 @@ class LoopRun:
         for (tensor, rows, row_bytes, stride, write), offs in groups.items():
             base = self.task.addresses[tensor]
             o = np.unique(np.asarray(offs, dtype=np.int64))
-            starts = (base + o)[:, None] + np.arange(rows, dtype=np.int64)[None, :] * stride
-            first = (starts // L).ravel()
-            last = ((starts + row_bytes - 1) // L).ravel()
-            span = int((last - first).max()) + 1
-            idx = first[:, None] + np.arange(span, dtype=np.int64)
-            idx = np.unique(idx[idx <= last[:, None]])
+            grid, dense = row_lines((base + o)[:, None] + np.arange(rows, dtype=np.int64)[None, :] * stride,
+                                    row_bytes, L)
+            idx = np.unique(grid if dense else grid[grid >= 0])
             hits = l2.access(idx, write=write)
             if not write:
                 st.read_lines += len(idx)
@@ -303,7 +294,7 @@ class JumpCoordinator:
             if p is None:
                 return
             plid, (pd, ps0, pj, _) = p
-            if abs(pd - d) > TOLERANCE * d or r.loops[plid].get("reached", -1) >= ps0 or \
+            if abs(pd - d) > TOLERANCE * d or r.loops[plid]["reached"] >= ps0 or \
                     r.loops[plid]["skip"] is not None:
                 return
             agreed.append((r, plid, p[1]))

@@ -50,7 +50,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ascend_sim.hw import ChipSpec
-from ascend_sim.isa import AccessRecorder, ISAError, KernelPlan
+from ascend_sim.isa import ISAError, KernelPlan, class_programs
 
 from .aic import aic_program
 from .aiv import aiv_program
@@ -81,20 +81,18 @@ def flash_attention_plan(name: str, chip: ChipSpec, p: FlashAttentionProblem,
     slot_bytes = sum(sz.ws_slot.values())
     block_ws = slot_bytes * t.workspace_slots + ws_query(p, t, sz.grain)
     prefix = up(workspace_prefix, sz.grain.workspace)
-    blocks = []
-    flops = 0.0
-    classes: dict = {}           # block shape -> its first block's programs (block classes)
-    for bi, bunits in enumerate(per_block):
-        ctx = BlockContext(p, t, sz, flags, tuple(bunits), prefix + bi * block_ws, slot_bytes,
-                           tuple(flat_tiles(bunits)))
-        # a block's instructions depend on its units' rows and key tiles; the rest is GM offsets
-        shape = tuple((u.rows, tuple((c1 - c0, need) for c0, c1, need in u.tiles)) for u in bunits)
-        progs = _like(chip, ctx, classes.get(shape), nv)
-        if progs is None:
-            progs = [aic_program(chip, ctx)] + [aiv_program(chip, ctx, a) for a in range(nv)]
-            classes.setdefault(shape, progs)
-        flops += progs[0].flops
-        blocks.append(progs)
+    ctxs = [BlockContext(p, t, sz, flags, tuple(bunits), prefix + bi * block_ws, slot_bytes,
+                         tuple(flat_tiles(bunits))) for bi, bunits in enumerate(per_block)]
+
+    def shape(ctx):      # a block's instructions depend on its units' rows and key tiles; the rest is GM offsets
+        return tuple((u.rows, tuple((c1 - c0, need) for c0, c1, need in u.tiles)) for u in ctx.units)
+
+    # one block class per shape: its first block built in full, the others record their GM accesses
+    aic = class_programs(chip, "AIC", ctxs, shape, lambda b, ctx: aic_program(chip, ctx, b))
+    aivs = [class_programs(chip, "AIV", ctxs, shape, lambda b, ctx, a=a: aiv_program(chip, ctx, a, b))
+            for a in range(nv)]
+    blocks = [list(progs) for progs in zip(aic, *aivs)]
+    flops = sum(prog.flops for prog in aic)
     tensors = tuple(dict.fromkeys(
         [x.tensor for x in p.q_parts + p.k_parts + (p.v, p.out) + p.stats + p.k_prefix] +
         ([p.v_prefix.tensor] if p.v_prefix else []) +
@@ -102,25 +100,6 @@ def flash_attention_plan(name: str, chip: ChipSpec, p: FlashAttentionProblem,
     return KernelPlan(name, "MIX", blocks, tensors=tensors, mix_ratio=nv,
                       tiling=replace(t, block_dim=len(blocks)), flops=flops,
                       workspace_bytes=prefix + block_ws * len(blocks))
-
-
-def _like(chip: ChipSpec, ctx: BlockContext, rep, nv: int):
-    """The block of ``ctx`` as another member of ``rep``'s block class (its GM accesses recorded,
-    its instructions rep's), or None when there is no rep or the accesses do not line up."""
-    if rep is None:
-        return None
-    out = []
-    for i, prog in enumerate(rep):
-        r = AccessRecorder(chip, prog.core)
-        if i == 0:
-            aic_program(chip, ctx, r)
-        else:
-            aiv_program(chip, ctx, i - 1, r)
-        like = r.program_like(prog)
-        if like is None:
-            return None
-        out.append(like)
-    return out
 
 
 def dropout_bits_bytes(numels: int) -> int:
