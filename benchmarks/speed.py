@@ -62,7 +62,7 @@ def run_sim_case(chip, trace, build, takes_sim=False, accelerate=True):
             build()
             sim.synchronize()
     wall = time.perf_counter() - t0
-    eng = sim.engine_stats() if hasattr(sim, "engine_stats") else {}
+    eng = sim.engine_stats()
     return wall, eng
 
 

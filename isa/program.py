@@ -90,7 +90,7 @@ class Program:
     _name_ids: dict = field(default_factory=dict, repr=False)
     flops: float = 0.0
     # tile loops the template marked: loop id -> (period in iterations, [instruction index where
-    # each iteration starts]); the engine may extrapolate a loop in steady state (engine.py)
+    # each iteration starts]); the engine may jump a loop in steady state (engine/steady.py)
     loops: dict = field(default_factory=dict)
     _columns_key: Any = field(default=None, repr=False, compare=False)
 
@@ -101,12 +101,15 @@ class Program:
         """What decides this program's timing and trace apart from where its GM accesses point: the
         instruction columns and each access without its offset. Programs with equal keys are one
         block class (planned once, simulated once; see engine.py). Computed once per program."""
-        return self._columns(), tuple((a.tensor, a.rows, a.row_bytes, a.stride, a.write, a.payload, a.bus_bytes, a.path_cycles,
-                          a.path, a.index) for a in self.accesses)
+        return self._columns(), tuple((a.tensor, a.rows, a.row_bytes, a.stride, a.write, a.payload, a.bus_bytes,
+                                       a.path_cycles, a.path, a.index) for a in self.accesses)
 
     def gm_pipes(self) -> list[int]:
-        """The pipe of each GM access, in order."""
-        return [p for k, p in zip(self.kind, self.pipe) if k == GM]
+        """The pipe of each GM access, in order (computed once: every member of a class asks)."""
+        g = self.__dict__.get("_gm_pipes")
+        if g is None:
+            g = self.__dict__["_gm_pipes"] = [p for k, p in zip(self.kind, self.pipe) if k == GM]
+        return g
 
     def _columns(self) -> tuple:
         ck = self._columns_key
@@ -677,7 +680,6 @@ class AccessRecorder(ProgramBuilder):
 
     def begin_loop(self, period: int) -> int:
         return 0
-
 
 
 def class_programs(chip: ChipSpec, core: str, items, shape, emit) -> list[Program]:

@@ -298,35 +298,35 @@ def plans_for(sim, op, spec, extra=(), plan_args=()):
         hash(key)
     except TypeError:
         key = None
-    if key is None:
+    def build():
         return op.plan(spec, sim.chip, _ops.resolve_tiling(op, spec, sim.chip, override), *plan_args)
+
+    if key is None:
+        return build()
     hit = _PLAN_CACHE.get(key)
-    while hit is None:
+    if hit is not None:
+        return hit[0]
+    while True:
         with _PLAN_LOCK:
             hit = _PLAN_CACHE.get(key)
-            building = _PLAN_BUILDING.get(key) if hit is None else None
-            if hit is None and building is None:
+            if hit is not None:
+                return hit[0]
+            building = _PLAN_BUILDING.get(key)
+            if building is None:        # this rank builds it
                 building = _PLAN_BUILDING[key] = threading.Event()
-                mine = True
-            else:
-                mine = False
-        if hit is not None:
-            break
-        if not mine:                    # another rank is building it
-            building.wait()
-            hit = _PLAN_CACHE.get(key)
-            continue                    # (if its build failed, build it here)
-        try:
-            plans = op.plan(spec, sim.chip, _ops.resolve_tiling(op, spec, sim.chip, override), *plan_args)
-            with _PLAN_LOCK:
-                if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
-                    _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
-                hit = _PLAN_CACHE[key] = (plans, sim.chip)
-        finally:
-            with _PLAN_LOCK:
-                del _PLAN_BUILDING[key]
-            building.set()
-    return hit[0]
+                break
+        building.wait()                 # another rank is building it (if that fails, this one tries)
+    try:
+        plans = build()
+        with _PLAN_LOCK:
+            if len(_PLAN_CACHE) >= _PLAN_CACHE_MAX:
+                _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
+            _PLAN_CACHE[key] = (plans, sim.chip)
+        return plans
+    finally:
+        with _PLAN_LOCK:
+            del _PLAN_BUILDING[key]
+        building.set()
 
 
 def _workspace(dev, plans):

@@ -93,9 +93,10 @@ def cube_kernel(name: str, chip, gemms: list[Gemm], t: MatmulTiling, *, schedule
             blocks_of[j].run(b, work)
 
     def shape(lane):       # cores whose tiles have the same sizes run one program at other offsets
-        return tuple((j, blocks_of[j].shape(work)) for j, work in lane) if tile.position_independent else None
+        return tuple((j, blocks_of[j].shape(work)) for j, work in lane)
 
-    blocks = [[p] for p in class_programs(chip, "AIC", scheduler.segments(chip, gemms, t), shape, emit)]
+    blocks = [[p] for p in class_programs(chip, "AIC", scheduler.segments(chip, gemms, t),
+                                          shape if tile.position_independent else None, emit)]
     tensors = tuple(dict.fromkeys(x for g in gemms for x in g.tensors))
     flops = sum(2.0 * g.batch * g.m * g.n * g.k for g in gemms)
     return KernelPlan(name, "AIC", blocks, tensors=tensors, tiling=dataclasses.replace(t, block_dim=len(blocks)),
